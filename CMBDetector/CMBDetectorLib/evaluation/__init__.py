@@ -1,0 +1,1 @@
+"""Lesion- and subject-level evaluation of the detector against known microbleeds."""

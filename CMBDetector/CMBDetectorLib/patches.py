@@ -1,0 +1,38 @@
+"""Fixed-size 3D patches and 2D axial crops around working-space points."""
+
+from __future__ import annotations
+
+import numpy as np
+
+PAD_VALUE = 1.0  # median brain intensity after normalisation
+
+
+def extract_patches(image: np.ndarray, kji: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, size) float32 cubes centred on integer ``kji`` points, padded at the edges."""
+    half = size // 2
+    padded = np.pad(image, half, mode="constant", constant_values=PAD_VALUE)
+    out = np.empty((len(kji), size, size, size), dtype=np.float32)
+    for n, (k, j, i) in enumerate(np.asarray(kji, dtype=int)):
+        out[n] = padded[k:k + size, j:j + size, i:i + size]
+    return out
+
+
+def extract_axial_crops(image: np.ndarray, kji: np.ndarray, size: int, offsets=(-1, 0, 1)) -> np.ndarray:
+    """(N, len(offsets), size, size, 3) uint8 crops: for each slice offset through the point,
+    the slice and its two neighbours as RGB channels (adjacent-slice context)."""
+    half = size // 2
+    padded = np.pad(image, ((2 + max(map(abs, offsets)),) * 2, (half, half), (half, half)),
+                    mode="constant", constant_values=PAD_VALUE)
+    scaled = to_uint8(padded)
+    base = 2 + max(map(abs, offsets))
+    out = np.empty((len(kji), len(offsets), size, size, 3), dtype=np.uint8)
+    for n, (k, j, i) in enumerate(np.asarray(kji, dtype=int)):
+        for m, off in enumerate(offsets):
+            kk = k + off + base
+            out[n, m] = np.moveaxis(scaled[kk - 1:kk + 2, j:j + size, i:i + size], 0, -1)
+    return out
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Normalised intensity [0, 2] -> [0, 255]."""
+    return (np.clip(image, 0.0, 2.0) * 127.5).astype(np.uint8)

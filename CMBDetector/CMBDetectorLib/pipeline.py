@@ -1,0 +1,115 @@
+"""One call from a magnitude volume and its geometry to microbleed detections.
+
+volume -> validation -> preprocessing -> candidates -> 3D CNN -> YOLO rescoring -> NMS -> detections
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .candidates import Candidates, find_candidates
+from .cnn import CandidateClassifier
+from .config import DetectorConfig
+from .geometry import Geometry
+from .postprocess import nms_3d, to_detections
+from .preprocessing import Preprocessed, preprocess
+from .progress import CancelCheck, ProgressCallback, StageReporter
+from .results import DetectionResult
+from .validation import PreparedInput, prepare_input, run_with_gpu_fallback, select_device
+from .yolo_rescore import YoloRescorer
+
+# Candidates the CNN scores below this never reach YOLO (they cannot pass any preset).
+CNN_GATE = 0.15
+
+
+@dataclass
+class ScoredCandidates:
+    """Every candidate with its stage scores (``yolo`` is NaN where YOLO did not look)."""
+
+    prepared: PreparedInput
+    pre: Preprocessed
+    candidates: Candidates
+    cnn: np.ndarray
+    yolo: np.ndarray | None
+    device: str
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def combine_scores(cnn: np.ndarray, yolo: np.ndarray | None) -> np.ndarray:
+    """Final score: the mean of the CNN and YOLO probabilities (CNN alone without YOLO)."""
+    return cnn if yolo is None else (cnn + np.nan_to_num(yolo)) / 2
+
+
+def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConfig, mask=None,
+                     report: StageReporter | None = None, yolo_gate: float = CNN_GATE) -> ScoredCandidates:
+    """Run every stage up to the scores; YOLO looks only at candidates with CNN >= ``yolo_gate``."""
+    report = report or StageReporter()
+    timings: dict[str, float] = {}
+    report("Checking input", 0.0)
+    prepared = prepare_input(array, geometry, mask=mask)
+    warnings = list(prepared.warnings)
+    device, device_warnings = select_device(config.device)
+    warnings += device_warnings
+
+    report("Preprocessing", 0.05)
+    t = time.perf_counter()
+    pre = preprocess(prepared.array, prepared.geometry, prepared.mask, config.modality)
+    timings["preprocessing"] = time.perf_counter() - t
+
+    report("Finding candidates", 0.35)
+    t = time.perf_counter()
+    cands = find_candidates(pre.image, pre.mask, spacing=float(pre.geometry.spacing[0]))
+    timings["candidates"] = time.perf_counter() - t
+
+    report("3D CNN", 0.55)
+    t = time.perf_counter()
+    cnn = run_with_gpu_fallback(
+        lambda dev: CandidateClassifier(config.models_dir, dev).score(pre.image, cands.kji), device, warnings)
+    timings["cnn"] = time.perf_counter() - t
+
+    yolo = None
+    if config.use_yolo:
+        report("YOLO rescoring", 0.75)
+        t = time.perf_counter()
+        look = np.flatnonzero(cnn >= yolo_gate)
+        yolo = np.full(len(cands), np.nan, dtype=np.float32)
+        yolo[look] = run_with_gpu_fallback(
+            lambda dev: YoloRescorer(config.models_dir, dev).score(
+                pre.image, cands.kji[look], cands.diameter_mm[look], float(pre.geometry.spacing[0])),
+            device, warnings)
+        timings["yolo"] = time.perf_counter() - t
+    return ScoredCandidates(prepared, pre, cands, cnn, yolo, device, timings, warnings)
+
+
+def select(scored: ScoredCandidates, scores: np.ndarray, threshold: float) -> DetectionResult:
+    """Threshold ``scores`` (one per candidate), suppress duplicates, map to input space."""
+    pre, cands = scored.pre, scored.candidates
+    passed = np.flatnonzero(scores >= threshold)
+    points_mm = pre.geometry.ijk_to_ras_points(cands.kji[passed][:, ::-1]) if len(passed) else np.zeros((0, 3))
+    order = passed[nms_3d(points_mm, scores[passed], cands.diameter_mm[passed])] if len(passed) else passed
+    detections = to_detections(
+        cands.kji[order], pre.geometry, scored.prepared.geometry, scored.prepared.array.shape,
+        cands.diameter_mm[order], cands.response[order], scored.cnn[order],
+        None if scored.yolo is None else scored.yolo[order], scores[order])
+    return DetectionResult(detections=detections, geometry=scored.prepared.geometry,
+                           timings=dict(scored.timings), warnings=list(scored.warnings),
+                           n_candidates=len(cands), device=scored.device)
+
+
+def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None = None,
+           mask: np.ndarray | None = None, progress: ProgressCallback | None = None,
+           cancel: CancelCheck | None = None) -> DetectionResult:
+    """Detect microbleeds in a ``[k, j, i]`` magnitude volume; raises ``CMBDetectorError`` on bad input."""
+    config = config or DetectorConfig()
+    report = StageReporter(progress, cancel)
+    scored = score_candidates(array, geometry, config, mask, report, yolo_gate=min(CNN_GATE, config.threshold))
+    report("Post-processing", 0.95)
+    t = time.perf_counter()
+    result = select(scored, combine_scores(scored.cnn, scored.yolo), config.threshold)
+    result.timings["postprocessing"] = time.perf_counter() - t
+    report("Done", 1.0)
+    return result

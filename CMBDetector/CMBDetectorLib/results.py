@@ -1,0 +1,45 @@
+"""Typed results that flow out of the pipeline: one :class:`Detection` per microbleed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .geometry import Geometry
+
+LOCATIONS = ("lobar", "deep", "infratentorial", "unknown")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected microbleed, in the input volume's own voxel and RAS space."""
+
+    ras: tuple[float, float, float]
+    ijk: tuple[float, float, float]
+    diameter_mm: float
+    candidate_score: float
+    cnn_score: float
+    yolo_score: float | None
+    score: float
+    location: str = "unknown"
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        r, a, s = row.pop("ras")
+        i, j, k = row.pop("ijk")
+        return {"R": r, "A": a, "S": s, "I": i, "J": j, "K": k, **row}
+
+
+@dataclass
+class DetectionResult:
+    """Everything one run produced: detections sorted by decreasing score, plus provenance."""
+
+    detections: list[Detection]
+    geometry: Geometry
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    n_candidates: int = 0
+    device: str = "cpu"
+
+    @property
+    def count(self) -> int:
+        return len(self.detections)

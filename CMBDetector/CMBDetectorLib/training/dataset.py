@@ -1,0 +1,109 @@
+"""Build a training set (CNN cubes + YOLO crops) from synthetic or real annotated scans.
+
+Real data: a folder of ``<name>.nii.gz`` (or ``<name>_mag.nii.gz``) magnitude volumes, each with a
+``<name>_objects.csv`` (or ``<name>.csv``) listing microbleed centres in RAS mm: columns ``R, A, S``
+and optionally ``diameter_mm`` (default 5) and ``is_cmb`` (default 1). Synthetic scans written by
+``python -m CMBDetectorLib.synth`` follow the same layout.
+"""
+
+from __future__ import annotations
+
+import csv
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..geometry import read_image
+from .examples import ScanExamples, scan_examples
+
+DEFAULT_DIAMETER_MM = 5.0
+
+
+def read_annotations(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Microbleed centres (N, 3) RAS mm and diameters (N,) from a CSV; mimics are skipped."""
+    centres, diameters = [], []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if str(row.get("is_cmb", "1")).strip().lower() not in ("1", "true", "yes"):
+                continue
+            centres.append([float(row["R"]), float(row["A"]), float(row["S"])])
+            diameters.append(float(row.get("diameter_mm") or DEFAULT_DIAMETER_MM))
+    return np.asarray(centres, dtype=float).reshape(-1, 3), np.asarray(diameters, dtype=float)
+
+
+def find_annotated_scans(folder: Path) -> list[tuple[Path, Path]]:
+    """(image, csv) pairs in ``folder``."""
+    pairs = []
+    for image in sorted(Path(folder).glob("*.nii*")):
+        stem = image.name.split(".nii")[0]
+        base = stem[:-4] if stem.endswith("_mag") else stem
+        if base.endswith(("_phase", "_labels")):
+            continue
+        for name in (f"{base}_objects.csv", f"{base}.csv"):
+            if (Path(folder) / name).is_file():
+                pairs.append((image, Path(folder) / name))
+                break
+    return pairs
+
+
+def _synthetic_examples(seed: int) -> ScanExamples:
+    from ..synth import generate_scan
+
+    scan = generate_scan(seed)
+    cmbs = [o for o in scan.objects if o.is_cmb]
+    centres = np.array([o.center_ras for o in cmbs], dtype=float).reshape(-1, 3)
+    diameters = np.array([o.diameter_mm for o in cmbs], dtype=float)
+    return scan_examples(scan.magnitude, scan.geometry, centres, diameters, np.random.default_rng(seed))
+
+
+def _file_examples(pair: tuple[Path, Path]) -> ScanExamples:
+    array, geometry = read_image(pair[0])
+    centres, diameters = read_annotations(pair[1])
+    return scan_examples(array, geometry, centres, diameters, np.random.default_rng(len(str(pair[0]))))
+
+
+def build(sources, out_path: Path, workers: int = 2) -> Path:
+    """Examples from synthetic seeds (ints) or annotated (image, csv) pairs into one ``.npz``."""
+    sources = list(sources)
+    fn = _synthetic_examples if sources and isinstance(sources[0], int) else _file_examples
+    parts: list[ScanExamples] = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for n, part in enumerate(pool.map(fn, sources), 1):
+            parts.append(part)
+            print(f"[dataset] {n}/{len(sources)} scans, {int(part.cube_labels.sum())} positive cubes", flush=True)
+    boxes = [b for p in parts for b in p.boxes]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out_path,
+        cubes=np.concatenate([p.cubes for p in parts]).astype(np.float16),
+        cube_labels=np.concatenate([p.cube_labels for p in parts]),
+        crops=np.concatenate([p.crops for p in parts]),
+        box_counts=np.array([len(b) for b in boxes]),
+        boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32))
+    return out_path
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--synthetic", metavar="FIRST:LAST", help="synthetic scan seeds, e.g. 0:120")
+    source.add_argument("--folder", type=Path, help="folder of NIfTI scans + CSV annotations")
+    parser.add_argument("--out", type=Path, required=True, help="output .npz")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.synthetic:
+        first, last = (int(v) for v in args.synthetic.split(":"))
+        sources = list(range(first, last))
+    else:
+        sources = find_annotated_scans(args.folder)
+        if not sources:
+            parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
+    build(sources, args.out, workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()

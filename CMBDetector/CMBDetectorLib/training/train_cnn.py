@@ -1,0 +1,104 @@
+"""Train the 3D candidate classifier on cubes from :mod:`.dataset` (deterministic with a seed)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, standardise
+from ..config import MODELS_DIR
+from ..evaluation.metrics import roc_auc
+
+
+def augment(cubes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips on every axis, in-plane transpose and +-10 % intensity contrast."""
+    out = cubes.copy()
+    for axis in (1, 2, 3):
+        flip = rng.random(len(out)) < 0.5
+        out[flip] = np.flip(out[flip], axis=axis)
+    swap = rng.random(len(out)) < 0.5
+    out[swap] = np.swapaxes(out[swap], 2, 3)
+    return out * rng.uniform(0.9, 1.1, size=(len(out), 1, 1, 1)).astype(np.float32)
+
+
+def train(data: Path, out: Path, epochs: int = 12, batch_size: int = 64, width: int = 16, seed: int = 0,
+          device: str = "cpu") -> dict:
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    npz = np.load(data)
+    cubes = standardise(npz["cubes"].astype(np.float32))
+    labels = npz["cube_labels"].astype(np.float32)
+    order = rng.permutation(len(labels))
+    n_val = max(1, len(order) // 6)
+    val, tr = order[:n_val], order[n_val:]
+    model = build_model(width).to(device)
+    pos_weight = torch.tensor([(labels[tr] == 0).sum() / max(1, (labels[tr] == 1).sum())], device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * ((len(tr) + batch_size - 1) // batch_size))
+    print(f"[cnn] {len(tr)} train / {len(val)} val cubes, {int(labels.sum())} positives, device {device}", flush=True)
+    best = {"val_auc": -1.0}
+    for epoch in range(1, epochs + 1):
+        model.train()
+        t, total = time.perf_counter(), 0.0
+        perm = rng.permutation(tr)
+        for start in range(0, len(tr), batch_size):
+            idx = perm[start:start + batch_size]
+            x = torch.from_numpy(augment(cubes[idx], rng)[:, None]).to(device)
+            y = torch.from_numpy(labels[idx]).to(device)
+            opt.zero_grad()
+            loss = loss_fn(model(x)[:, 0], y)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        probs = predict(model, cubes[val], device)
+        auc = roc_auc(labels[val], probs)
+        print(f"[cnn] epoch {epoch}/{epochs} loss {total / len(tr):.4f} val AUC {auc:.4f} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+        if auc >= best["val_auc"]:
+            best = {"val_auc": auc, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+    checkpoint = {"state_dict": best["state_dict"], "width": width, "patch_size": PATCH_SIZE,
+                  "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    print(f"[cnn] saved {out} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})", flush=True)
+    return checkpoint
+
+
+def predict(model, cubes: np.ndarray, device: str, batch_size: int = 256) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(cubes), batch_size):
+            x = torch.from_numpy(cubes[start:start + batch_size][:, None]).to(device)
+            out.append(torch.sigmoid(model(x)[:, 0]).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data", type=Path, help=".npz from CMBDetectorLib.training.dataset")
+    parser.add_argument("--out", type=Path, default=MODELS_DIR / CNN_WEIGHTS)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    args = parser.parse_args(argv)
+    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    main()

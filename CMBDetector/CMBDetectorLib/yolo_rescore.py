@@ -1,0 +1,68 @@
+"""YOLO rescoring: a 2D detector looks at axial slices through each CNN survivor.
+
+Each survivor gets three axial crops (its slice and the slices above and below, each with its
+own neighbours as RGB channels). The YOLO score is the best confidence of a box whose centre
+lies on the candidate, so elongated vessels and other mimics that fool the 3D CNN lose score.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CMBDetectorError
+from .patches import extract_axial_crops
+
+CROP_SIZE = 64
+YOLO_WEIGHTS = "cmb_yolo_rescore.pt"
+CENTRE_TOLERANCE_PX = 4.0
+
+
+class YoloRescorer:
+    """Loads the shipped ultralytics model (offline) and scores candidates."""
+
+    def __init__(self, models_dir: Path, device: str = "cpu"):
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        path = Path(models_dir) / YOLO_WEIGHTS
+        if not path.is_file():
+            raise CMBDetectorError(
+                f"YOLO weights not found at {path}: reinstall the extension or retrain with "
+                "scripts/train_yolo.py.")
+        from ultralytics import YOLO
+
+        try:
+            self.model = YOLO(str(path), task="detect")
+        except Exception as exc:  # ultralytics raises many types for a damaged file
+            raise CMBDetectorError(f"YOLO weights at {path} are corrupt or incompatible ({exc}).") from exc
+        self.device = device
+
+    def score(self, image: np.ndarray, kji: np.ndarray, diameters_mm: np.ndarray, spacing: float = 1.0,
+              batch_size: int = 96) -> np.ndarray:
+        """Best on-centre box confidence over the three slices through each candidate."""
+        if len(kji) == 0:
+            return np.zeros(0, dtype=np.float32)
+        crops = extract_axial_crops(image, kji, CROP_SIZE)
+        n, m = crops.shape[:2]
+        flat = crops.reshape(n * m, CROP_SIZE, CROP_SIZE, 3)
+        tolerance = np.maximum(CENTRE_TOLERANCE_PX, np.repeat(diameters_mm, m) / (2 * spacing))
+        best = np.zeros(n * m, dtype=np.float32)
+        for start in range(0, len(flat), batch_size):
+            results = self.model.predict(list(flat[start:start + batch_size]), imgsz=CROP_SIZE, conf=0.01,
+                                         device=self.device, verbose=False)
+            for offset, result in enumerate(results):
+                best[start + offset] = _centre_confidence(result, tolerance[start + offset])
+        return best.reshape(n, m).max(axis=1)
+
+
+def _centre_confidence(result, tolerance: float) -> float:
+    """Highest confidence among boxes centred within ``tolerance`` pixels of the crop centre."""
+    boxes = result.boxes
+    if boxes is None or len(boxes) == 0:
+        return 0.0
+    xywh = boxes.xywh.cpu().numpy()
+    conf = boxes.conf.cpu().numpy()
+    centre = CROP_SIZE / 2
+    near = np.hypot(xywh[:, 0] - centre, xywh[:, 1] - centre) <= tolerance
+    return float(conf[near].max()) if near.any() else 0.0

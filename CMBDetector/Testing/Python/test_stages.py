@@ -1,0 +1,95 @@
+"""Preprocessing, candidate screen and post-processing on small analytic phantoms."""
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from CMBDetectorLib.candidates import find_candidates
+from CMBDetectorLib.geometry import Geometry
+from CMBDetectorLib.postprocess import nms_3d, to_detections
+from CMBDetectorLib.preprocessing import brain_mask, canonical_geometry, normalise, preprocess
+
+
+def head_phantom(shape=(48, 64, 64), geometry=None, blobs=(), rng=None):
+    """Bright brain ellipsoid, dark skull shell, bright scalp shell; dark spheres at ``blobs``
+    (list of (k, j, i, radius_mm)) in voxel space."""
+    rng = rng or np.random.default_rng(0)
+    geometry = geometry or Geometry.from_parts((1.0, 1.0, 1.0))
+    k, j, i = np.indices(shape, dtype=float)
+    ras = geometry.ijk_to_ras_points(np.stack([i.ravel(), j.ravel(), k.ravel()], 1)).reshape(*shape, 3)
+    centre = geometry.ijk_to_ras_points([[(shape[2] - 1) / 2, (shape[1] - 1) / 2, (shape[0] - 1) / 2]])[0]
+    half = np.array([shape[2], shape[1], shape[0]]) * geometry.spacing / 2
+    r = np.sqrt((((ras - centre) / half) ** 2).sum(-1))
+    image = np.where(r < 0.72, 500.0, np.where(r < 0.8, 40.0, np.where(r < 0.92, 700.0, 5.0)))
+    for bk, bj, bi, radius in blobs:
+        p = geometry.ijk_to_ras_points([[bi, bj, bk]])[0]
+        image[np.linalg.norm(ras - p, axis=-1) <= radius] = 60.0
+    return (image + rng.normal(0, 8, shape)).clip(0).astype(np.float32), geometry
+
+
+def test_canonical_geometry_covers_input():
+    g = Geometry.from_parts((0.5, 0.5, 4.0), (10, -5, 3), Rotation.from_euler("z", 30, degrees=True).as_matrix())
+    work, shape = canonical_geometry(g, (10, 40, 40))
+    np.testing.assert_allclose(work.direction, np.eye(3))
+    np.testing.assert_allclose(work.spacing, 1.0)
+    corners = g.ijk_to_ras_points([[0, 0, 0], [39, 39, 9], [39, 0, 9], [0, 39, 0]])
+    ijk = work.ras_to_ijk_points(corners)
+    assert np.all(ijk >= -0.5) and np.all(ijk <= np.array(shape[::-1]) - 0.5)
+
+
+def test_brain_mask_excludes_scalp():
+    image, _ = head_phantom()
+    mask = brain_mask(image)
+    assert mask[24, 32, 32] and not mask[24, 32, 2]
+    scalp = image > 600
+    assert (mask & scalp).sum() < 0.02 * scalp.sum()
+    assert mask.sum() > 0.5 * (image > 400).sum() - scalp.sum()
+
+
+def test_normalise_sets_brain_median_to_one():
+    image, _ = head_phantom()
+    mask = np.zeros(image.shape, bool)
+    mask[16:32, 24:40, 24:40] = True
+    assert np.median(normalise(image, mask)[mask]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_candidates_find_dark_blobs_with_size():
+    rng = np.random.default_rng(1)
+    image = (1.0 + rng.normal(0, 0.03, (40, 60, 60))).astype(np.float32)
+    mask = np.ones(image.shape, bool)
+    blobs = [(20, 15, 15, 1.5), (20, 40, 40, 3.0), (10, 30, 45, 2.0)]
+    k, j, i = np.indices(image.shape)
+    for bk, bj, bi, r in blobs:
+        image[(k - bk) ** 2 + (j - bj) ** 2 + (i - bi) ** 2 <= r * r] = 0.2
+    cands = find_candidates(image, mask)
+    for bk, bj, bi, r in blobs:
+        d = np.linalg.norm(cands.kji - [bk, bj, bi], axis=1)
+        n = int(np.argmin(d))
+        assert d[n] <= 1.0
+        assert cands.diameter_mm[n] == pytest.approx(2 * r, rel=0.6)
+    # the three blobs are the strongest responses
+    top = cands.kji[:3]
+    assert all(min(np.linalg.norm(top - [b[0], b[1], b[2]], axis=1)) <= 1.0 for b in blobs)
+
+
+def test_nms_merges_duplicates_keeps_neighbours():
+    pts = np.array([[0, 0, 0], [1.0, 0, 0], [20, 0, 0]])
+    kept = nms_3d(pts, np.array([0.9, 0.95, 0.5]), np.array([4.0, 4.0, 4.0]))
+    assert kept.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("left_handed", [False, True])
+def test_blob_detected_on_right_voxel_in_oblique_anisotropic_volume(left_handed):
+    d = Rotation.from_euler("xyz", [8, -14, 23], degrees=True).as_matrix()
+    if left_handed:
+        d[:, 1] *= -1
+    g = Geometry.from_parts((0.9, 0.9, 2.0), (-40.0, 25.0, 12.0), d)
+    blob = (16, 40, 28, 2.5)
+    image, g = head_phantom((32, 80, 80), g, blobs=[blob])
+    pre = preprocess(image, g)
+    cands = find_candidates(pre.image, pre.mask)
+    dets = to_detections(cands.kji[:1], pre.geometry, g, image.shape, cands.diameter_mm[:1],
+                         cands.response[:1], [1.0], None, [1.0])
+    assert len(dets) == 1
+    assert np.linalg.norm(np.subtract(dets[0].ijk, blob[2::-1]) * g.spacing) <= 1.5
+    np.testing.assert_allclose(dets[0].ras, g.ijk_to_ras_points(dets[0].ijk)[0], atol=1e-6)
