@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import CMBDetectorError
 from .patches import extract_axial_crops
+from .validation import RETRAIN_HINT
 
 CROP_SIZE = 64
 YOLO_WEIGHTS = "cmb_yolo_rescore.pt"
@@ -27,15 +28,14 @@ class YoloRescorer:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         path = Path(models_dir) / YOLO_WEIGHTS
         if not path.is_file():
-            raise CMBDetectorError(
-                f"YOLO weights not found at {path}: reinstall the extension or retrain with "
-                "scripts/train_yolo.py.")
+            raise CMBDetectorError(f"Model weights not found at '{path}': {RETRAIN_HINT}.")
         from ultralytics import YOLO
 
         try:
             self.model = YOLO(str(path), task="detect")
         except Exception as exc:  # ultralytics raises many types for a damaged file
-            raise CMBDetectorError(f"YOLO weights at {path} are corrupt or incompatible ({exc}).") from exc
+            raise CMBDetectorError(
+                f"Model weights file '{path}' is corrupt or incompatible ({exc}): {RETRAIN_HINT}.") from exc
         self.device = device
 
     def score(self, image: np.ndarray, kji: np.ndarray, diameters_mm: np.ndarray, spacing: float = 1.0,
