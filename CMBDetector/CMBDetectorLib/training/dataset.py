@@ -18,6 +18,8 @@ from ..geometry import read_image
 from .examples import ScanExamples, scan_examples
 
 DEFAULT_DIAMETER_MM = 5.0
+# Training scans get more microbleeds than the clinical mix so positives are not too rare.
+NEGATIVE_SCAN_FRACTION = 0.15
 
 
 def read_annotations(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +52,9 @@ def find_annotated_scans(folder: Path) -> list[tuple[Path, Path]]:
 def _synthetic_examples(seed: int) -> ScanExamples:
     from ..synth import generate_scan
 
-    scan = generate_scan(seed)
+    rng = np.random.default_rng(seed)
+    n_cmb = 0 if rng.random() < NEGATIVE_SCAN_FRACTION else int(rng.integers(2, 13))
+    scan = generate_scan(seed, n_cmb=n_cmb)
     cmbs = [o for o in scan.objects if o.is_cmb]
     centres = np.array([o.center_ras for o in cmbs], dtype=float).reshape(-1, 3)
     diameters = np.array([o.diameter_mm for o in cmbs], dtype=float)

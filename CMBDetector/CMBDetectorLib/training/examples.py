@@ -43,9 +43,11 @@ def match_candidates(points_mm: np.ndarray, cmb_mm: np.ndarray, cmb_diam: np.nda
 
 
 def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_diam: np.ndarray,
-                  rng: np.random.Generator, max_negatives: int = 60, jitter_px: int = 14) -> ScanExamples:
-    """Examples of one scan: all candidate cubes labelled by matching, extra jittered cubes on
-    each true microbleed, and axial crops around both with the microbleeds' boxes."""
+                  rng: np.random.Generator, hard_negatives: int = 50, random_negatives: int = 50,
+                  crop_negatives: int = 40, jitter_px: int = 14) -> ScanExamples:
+    """Examples of one scan: cubes on every matched candidate, on each true microbleed (jittered)
+    and on the strongest plus some random unmatched candidates; axial crops around the positives
+    and the first ``crop_negatives`` negatives, with the microbleeds' boxes."""
     pre = preprocess(array.astype(np.float32), geometry)
     cands = find_candidates(pre.image, pre.mask)
     cmb_ras = np.asarray(cmb_ras, dtype=float).reshape(-1, 3)
@@ -57,7 +59,10 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     points_mm = pre.geometry.ijk_to_ras_points(cands.kji[:, ::-1]) if len(cands) else np.zeros((0, 3))
     hit = match_candidates(points_mm, pre.geometry.ijk_to_ras_points(cmb_kji[:, ::-1]) if len(cmb_kji) else
                            np.zeros((0, 3)), cmb_diam)
-    negatives = np.flatnonzero(hit < 0)[:max_negatives]
+    unmatched = np.flatnonzero(hit < 0)
+    rest = unmatched[hard_negatives:]
+    negatives = np.concatenate([unmatched[:hard_negatives],
+                                rng.choice(rest, size=min(random_negatives, len(rest)), replace=False)])
     positives = np.flatnonzero(hit >= 0)
     jittered = np.round(cmb_kji + rng.integers(-1, 2, size=cmb_kji.shape)).astype(int)
     jittered = np.clip(jittered, 0, np.asarray(pre.image.shape) - 1)
@@ -65,9 +70,10 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     labels = np.concatenate([np.ones(len(positives) + len(jittered)), np.zeros(len(negatives))])
     cubes = extract_patches(pre.image, cube_points, PATCH_SIZE)
 
-    shift = rng.integers(-jitter_px, jitter_px + 1, size=(len(cube_points), 3))
+    crop_points = cube_points[:len(positives) + len(jittered) + crop_negatives]
+    shift = rng.integers(-jitter_px, jitter_px + 1, size=(len(crop_points), 3))
     shift[:, 0] = 0
-    crop_centres = np.clip(cube_points + shift, 0, np.asarray(pre.image.shape) - 1)
+    crop_centres = np.clip(crop_points + shift, 0, np.asarray(pre.image.shape) - 1)
     crops = extract_axial_crops(pre.image, crop_centres, CROP_SIZE, offsets=(0,))[:, 0]
     spacing = float(pre.geometry.spacing[0])
     boxes = [_boxes_in_crop(c, cmb_kji, cmb_diam / spacing) for c in crop_centres]

@@ -1,0 +1,100 @@
+"""Ground-truth objects: microbleeds and their mimics, sampled in template space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anatomy import NUCLEI, Atlas, mirrored
+
+LOCATIONS = ("lobar", "deep", "infratentorial")
+LOCATION_WEIGHTS = (0.6, 0.25, 0.15)
+MAX_CMB = 30
+
+
+@dataclass(frozen=True)
+class SyntheticObject:
+    """One ground-truth object of a synthetic scan (RAS millimetres)."""
+
+    kind: str
+    center_ras: tuple
+    diameter_mm: float
+    true_diameter_mm: float
+    is_cmb: bool = False
+    label: int = 0
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class Sphere:
+    """A magnetised sphere in template space: CMB or calcification."""
+
+    kind: str
+    center_mni: np.ndarray
+    radius_mm: float
+    dchi_ppm: float
+    inside_signal: float
+    location: str = ""
+
+
+def sample_cmb_count(rng: np.random.Generator) -> int:
+    """Skewed count: ~30% none, positive scans mean ~3.3, long tail capped at 30."""
+    if rng.random() < 0.3:
+        return 0
+    return int(min(MAX_CMB, 1 + rng.negative_binomial(1, 0.3)))
+
+
+def sample_cmbs(rng: np.random.Generator, atlas: Atlas, n: int) -> list[Sphere]:
+    """``n`` haemosiderin spheres in lobar, deep and infratentorial tissue, not overlapping."""
+    out: list[Sphere] = []
+    for _ in range(n):
+        loc = LOCATIONS[rng.choice(3, p=LOCATION_WEIGHTS)]
+        cand = atlas.regions[loc]
+        radius = float(np.clip(rng.lognormal(np.log(1.35), 0.35), 0.8, 3.0))  # mean ~1.4 mm
+        dchi = float(np.exp(rng.uniform(np.log(0.2), np.log(1.0))))
+        inside = float(rng.uniform(0.02, 0.15))
+        for _ in range(50):
+            center = atlas.index_to_ras(cand[rng.integers(len(cand))] + rng.uniform(-0.5, 0.5, 3))
+            if all(np.linalg.norm(center - s.center_mni) > radius + s.radius_mm + 4 for s in out):
+                out.append(Sphere("cmb", center, radius, dchi, inside, loc))
+                break
+    return out
+
+
+CALCIFICATION_SITES = (  # name, MNI centre (x >= 0), radius range, probability, bilateral probability
+    ("choroid_plexus", (27, -40, 16), (1.5, 3.5), 0.45, 0.7),
+    ("pineal", (0, -31, 3), (1.2, 3.0), 0.4, 0.0),
+    ("basal_ganglia", (19, -3, -1), (0.6, 1.5), 0.2, 0.6),
+)
+
+
+def sample_calcifications(rng: np.random.Generator, atlas: Atlas) -> list[Sphere]:
+    """Diamagnetic calcifications: choroid plexus (snapped into the ventricles), pineal, pallidum."""
+    out = []
+    vent = atlas.index_to_ras(atlas.regions["ventricle"])
+    for name, center, (r0, r1), prob, p_bilateral in CALCIFICATION_SITES:
+        present, bilateral = rng.random() < prob, rng.random() < p_bilateral
+        jitter = rng.normal(0, 2.0, 3)
+        sides = mirrored(center) if bilateral else [center]
+        for c in sides:
+            c = np.asarray(c, float) + jitter
+            if name == "choroid_plexus":
+                c = vent[np.argmin(np.linalg.norm(vent - c, axis=1))]
+            radius, dchi = rng.uniform(r0, r1), -rng.uniform(0.4, 1.5)
+            if present:
+                out.append(Sphere("calcification", c, float(radius), float(dchi), 0.03))
+    return out
+
+
+IRON_NUCLEI = ("globus_pallidus", "dentate", "red_nucleus", "substantia_nigra", "putamen")
+
+
+def iron_nuclei() -> list[tuple[np.ndarray, float]]:
+    """(MNI centre, equivalent diameter) of the iron-rich nuclei reported as objects."""
+    out = []
+    for nuc in NUCLEI:
+        if nuc.name in IRON_NUCLEI:
+            d = 2 * float(np.prod(nuc.radii) ** (1 / 3))
+            out += [(np.asarray(c, float), d) for c in mirrored(nuc.center, nuc.bilateral)]
+    return out
