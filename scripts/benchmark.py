@@ -29,7 +29,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from CMBDetectorLib.config import DetectorConfig  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
-    TEST_SEED0, evaluate_scan, froc, summarise, test_scan)
+    TEST_SEED0, VALIDATION_SEED0, evaluate_scan, froc, summarise, test_scan)
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO"}
@@ -67,8 +67,10 @@ def report(results: dict) -> str:
         lines.append(f"| {name} | {fmt(les['sensitivity'])} | {fmt(les['precision'])} | {fmt(les['f1'])} | "
                      f"{les['fp_per_scan']:.2f} | {fmt(sub['balanced_accuracy'])} | {fmt(sub['auc'])} | "
                      f"{fmt(sub['precision'])} | {fmt(sub['sensitivity'])} | {fmt(sub['f1'])} |")
-    lines += ["", "FROC of the full pipeline (threshold: FP/scan, sensitivity): " + ", ".join(
-        f"{t:.1f}: {fp:.2f}, {fmt(s)}" for t, fp, s in results["froc"]), ""]
+    lines.append("")
+    for key, points in results["froc"].items():
+        lines.append(f"FROC, {VARIANTS[key]} (threshold: FP/scan, sensitivity): " + "; ".join(
+            f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in points) + "\n")
     for prof in results["profiles"]:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in prof["stages_s"].items())
         lines.append(f"Runtime, {prof['shape_ijk'][0]}x{prof['shape_ijk'][1]}x{prof['shape_ijk'][2]} SWI on "
@@ -89,13 +91,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=24, help="held-out scans")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--validation", action="store_true",
+                        help="use the validation seeds (for tuning the threshold), not the test seeds")
+    parser.add_argument("--no-profile", action="store_true", help="skip the runtime / memory profile")
     parser.add_argument("--readme", action="store_true", help="refresh the README's benchmark section")
     args = parser.parse_args(argv)
     config = DetectorConfig(device=args.device)
     outcomes, n_gre = [], 0
     t0 = time.perf_counter()
     for n in range(args.n):
-        scan = test_scan(n)
+        scan = test_scan(n, VALIDATION_SEED0 if args.validation else TEST_SEED0)
         n_gre += scan.protocol.kind == "gre2d" and scan.protocol.field_strength_t == 1.5
         outcomes.append(evaluate_scan(scan, config))
         print(f"[benchmark] scan {n + 1}/{args.n}: {len(outcomes[-1].gt_ras)} CMBs, "
@@ -103,17 +108,19 @@ def main(argv=None):
     import torch
 
     machine = f"{os.cpu_count()} CPU cores"
-    profiles = [dict(profile_scan("cpu"), machine=machine)]
-    if torch.cuda.is_available():
+    profiles = [] if args.no_profile else [dict(profile_scan("cpu"), machine=machine)]
+    if torch.cuda.is_available() and not args.no_profile:
         profiles.append(dict(profile_scan("cuda"), machine=torch.cuda.get_device_name(0)))
     results = {
-        "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
+        "seeds": "validation" if args.validation else "test", "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "threshold": config.threshold,
         "rows": {v: summarise(outcomes, v, config.threshold if v != "candidates" else -np.inf) for v in VARIANTS},
-        "froc": froc(outcomes, "cnn+yolo"), "profiles": profiles}
+        "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo")}, "profiles": profiles}
     text = report(results)
     print(text)
+    if args.validation:
+        return
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
     (docs / "benchmark.json").write_text(json.dumps(results, indent=1, default=float))

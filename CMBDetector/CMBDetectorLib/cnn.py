@@ -12,8 +12,8 @@ PATCH_SIZE = 24
 CNN_WEIGHTS = "cmb_cnn3d.pt"
 
 
-def build_model(width: int = 16):
-    """Three conv blocks (24^3 -> 3^3), global pooling, two-layer head; ~0.2 M parameters."""
+def build_model(width: int = 8):
+    """Three conv blocks (24^3 -> 3^3), global pooling, two-layer head; ~55 k parameters."""
     from torch import nn
 
     def block(cin, cout):

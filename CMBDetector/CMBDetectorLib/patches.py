@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 PAD_VALUE = 1.0  # median brain intensity after normalisation
 
@@ -17,20 +18,22 @@ def extract_patches(image: np.ndarray, kji: np.ndarray, size: int) -> np.ndarray
     return out
 
 
-def extract_axial_crops(image: np.ndarray, kji: np.ndarray, size: int, offsets=(-1, 0, 1)) -> np.ndarray:
-    """(N, len(offsets), size, size, 3) uint8 crops: for each slice offset through the point,
-    the slice and its two neighbours as RGB channels (adjacent-slice context)."""
+def extract_axial_crops(image: np.ndarray, kji: np.ndarray, size: int, offsets=(-1, 0, 1),
+                        upscale: int = 1) -> np.ndarray:
+    """(N, len(offsets), size·upscale, size·upscale, 3) uint8 crops: for each slice offset through
+    the point, the slice and its two neighbours as RGB channels (adjacent-slice context),
+    bilinearly enlarged ``upscale`` times so small lesions span several detector strides."""
     half = size // 2
-    padded = np.pad(image, ((2 + max(map(abs, offsets)),) * 2, (half, half), (half, half)),
-                    mode="constant", constant_values=PAD_VALUE)
-    scaled = to_uint8(padded)
     base = 2 + max(map(abs, offsets))
-    out = np.empty((len(kji), len(offsets), size, size, 3), dtype=np.uint8)
+    padded = np.pad(image, ((base, base), (half, half), (half, half)), mode="constant", constant_values=PAD_VALUE)
+    out = np.empty((len(kji), len(offsets), size, size, 3), dtype=np.float32)
     for n, (k, j, i) in enumerate(np.asarray(kji, dtype=int)):
         for m, off in enumerate(offsets):
             kk = k + off + base
-            out[n, m] = np.moveaxis(scaled[kk - 1:kk + 2, j:j + size, i:i + size], 0, -1)
-    return out
+            out[n, m] = np.moveaxis(padded[kk - 1:kk + 2, j:j + size, i:i + size], 0, -1)
+    if upscale > 1:
+        out = ndimage.zoom(out, (1, 1, upscale, upscale, 1), order=1, grid_mode=True, mode="nearest")
+    return to_uint8(out)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -16,9 +16,12 @@ from .errors import CMBDetectorError
 from .patches import extract_axial_crops
 from .validation import RETRAIN_HINT
 
-CROP_SIZE = 64
+CROP_VOXELS = 32  # axial field of view of a crop, in working-space voxels (1 mm)
+UPSCALE = 3  # crops are enlarged so a 2-3 mm lesion spans more than one stride-8 cell
+IMAGE_SIZE = CROP_VOXELS * UPSCALE
 YOLO_WEIGHTS = "cmb_yolo_rescore.pt"
-CENTRE_TOLERANCE_PX = 4.0
+CENTRE_TOLERANCE_VOXELS = 2.0
+BOX_MARGIN_MM = 2.0  # boxes frame the lesion's dark core plus this margin
 
 
 class YoloRescorer:
@@ -43,13 +46,13 @@ class YoloRescorer:
         """Best on-centre box confidence over the three slices through each candidate."""
         if len(kji) == 0:
             return np.zeros(0, dtype=np.float32)
-        crops = extract_axial_crops(image, kji, CROP_SIZE)
+        crops = extract_axial_crops(image, kji, CROP_VOXELS, upscale=UPSCALE)
         n, m = crops.shape[:2]
-        flat = crops.reshape(n * m, CROP_SIZE, CROP_SIZE, 3)
-        tolerance = np.maximum(CENTRE_TOLERANCE_PX, np.repeat(diameters_mm, m) / (2 * spacing))
+        flat = crops.reshape(n * m, IMAGE_SIZE, IMAGE_SIZE, 3)
+        tolerance = UPSCALE * np.maximum(CENTRE_TOLERANCE_VOXELS, np.repeat(diameters_mm, m) / (2 * spacing))
         best = np.zeros(n * m, dtype=np.float32)
         for start in range(0, len(flat), batch_size):
-            results = self.model.predict(list(flat[start:start + batch_size]), imgsz=CROP_SIZE, conf=0.01,
+            results = self.model.predict(list(flat[start:start + batch_size]), imgsz=IMAGE_SIZE, conf=0.01,
                                          device=self.device, verbose=False)
             for offset, result in enumerate(results):
                 best[start + offset] = _centre_confidence(result, tolerance[start + offset])
@@ -63,6 +66,6 @@ def _centre_confidence(result, tolerance: float) -> float:
         return 0.0
     xywh = boxes.xywh.cpu().numpy()
     conf = boxes.conf.cpu().numpy()
-    centre = CROP_SIZE / 2
+    centre = (CROP_VOXELS // 2 + 0.5) * UPSCALE  # centre of the candidate's voxel
     near = np.hypot(xywh[:, 0] - centre, xywh[:, 1] - centre) <= tolerance
     return float(conf[near].max()) if near.any() else 0.0

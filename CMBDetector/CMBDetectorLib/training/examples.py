@@ -16,10 +16,10 @@ from ..cnn import PATCH_SIZE
 from ..geometry import Geometry
 from ..patches import extract_axial_crops, extract_patches
 from ..preprocessing import preprocess
-from ..yolo_rescore import CROP_SIZE
+from ..yolo_rescore import BOX_MARGIN_MM, CROP_VOXELS, UPSCALE
 
 MATCH_MARGIN_MM = 2.0
-MIN_BOX_PX = 3.0
+MIN_BOX_MM = 4.0
 
 
 @dataclass
@@ -44,7 +44,7 @@ def match_candidates(points_mm: np.ndarray, cmb_mm: np.ndarray, cmb_diam: np.nda
 
 def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_diam: np.ndarray,
                   rng: np.random.Generator, hard_negatives: int = 50, random_negatives: int = 50,
-                  crop_negatives: int = 40, jitter_px: int = 14) -> ScanExamples:
+                  crop_negatives: int = 40, jitter_px: int = 8) -> ScanExamples:
     """Examples of one scan: cubes on every matched candidate, on each true microbleed (jittered)
     and on the strongest plus some random unmatched candidates; axial crops around the positives
     and the first ``crop_negatives`` negatives, with the microbleeds' boxes."""
@@ -74,23 +74,24 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     shift = rng.integers(-jitter_px, jitter_px + 1, size=(len(crop_points), 3))
     shift[:, 0] = 0
     crop_centres = np.clip(crop_points + shift, 0, np.asarray(pre.image.shape) - 1)
-    crops = extract_axial_crops(pre.image, crop_centres, CROP_SIZE, offsets=(0,))[:, 0]
+    crops = extract_axial_crops(pre.image, crop_centres, CROP_VOXELS, offsets=(0,), upscale=UPSCALE)[:, 0]
     spacing = float(pre.geometry.spacing[0])
     boxes = [_boxes_in_crop(c, cmb_kji, cmb_diam / spacing) for c in crop_centres]
     return ScanExamples(cubes, labels.astype(np.float32), crops, boxes)
 
 
 def _boxes_in_crop(centre_kji: np.ndarray, cmb_kji: np.ndarray, cmb_diam_px: np.ndarray) -> np.ndarray:
-    """YOLO boxes (normalised cx, cy, w, h) of microbleeds cut by the crop's axial slice."""
-    half = CROP_SIZE // 2
+    """YOLO boxes (normalised cx, cy, w, h) of microbleeds cut by the crop's axial slice: the
+    lesion's chord on that slice plus a margin (working space is 1 mm, so px = mm)."""
+    half = CROP_VOXELS // 2
     rows = []
     for (k, j, i), d in zip(cmb_kji, cmb_diam_px):
         dz = abs(k - centre_kji[0])
         r = d / 2
         if dz > r:
             continue
-        size = max(MIN_BOX_PX, 2 * np.sqrt(r * r - dz * dz))
-        cx, cy = i - centre_kji[2] + half, j - centre_kji[1] + half
-        if 0 <= cx < CROP_SIZE and 0 <= cy < CROP_SIZE:
-            rows.append([cx / CROP_SIZE, cy / CROP_SIZE, size / CROP_SIZE, size / CROP_SIZE])
+        size = max(MIN_BOX_MM, 2 * np.sqrt(r * r - dz * dz) + BOX_MARGIN_MM)
+        cx, cy = i - centre_kji[2] + half + 0.5, j - centre_kji[1] + half + 0.5  # voxel centres
+        if 0 <= cx < CROP_VOXELS and 0 <= cy < CROP_VOXELS:
+            rows.append([cx / CROP_VOXELS, cy / CROP_VOXELS, size / CROP_VOXELS, size / CROP_VOXELS])
     return np.asarray(rows, dtype=np.float32).reshape(-1, 4)

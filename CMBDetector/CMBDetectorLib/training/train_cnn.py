@@ -12,6 +12,8 @@ from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, standardise
 from ..config import MODELS_DIR
 from ..evaluation.metrics import roc_auc
 
+NEGATIVES_PER_POSITIVE = 3
+
 
 def augment(cubes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random flips on every axis, in-plane transpose and +-10 % intensity contrast."""
@@ -24,31 +26,39 @@ def augment(cubes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out * rng.uniform(0.9, 1.1, size=(len(out), 1, 1, 1)).astype(np.float32)
 
 
-def train(data: Path, out: Path, epochs: int = 12, batch_size: int = 64, width: int = 16, seed: int = 0,
+def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator,
+                  negatives_per_positive: int = NEGATIVES_PER_POSITIVE) -> np.ndarray:
+    """One epoch's shuffled sample of ``pool``: every positive and a fresh random draw of negatives."""
+    pos, neg = pool[labels[pool] == 1], pool[labels[pool] == 0]
+    neg = rng.choice(neg, size=min(len(neg), negatives_per_positive * max(len(pos), 1)), replace=False)
+    return rng.permutation(np.concatenate([pos, neg]))
+
+
+def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, width: int = 8, seed: int = 0,
           device: str = "cpu") -> dict:
     import torch
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    npz = np.load(data)
-    cubes = standardise(npz["cubes"].astype(np.float32))
-    labels = npz["cube_labels"].astype(np.float32)
+    parts = [np.load(path) for path in data]
+    cubes = standardise(np.concatenate([p["cubes"] for p in parts]).astype(np.float32))
+    labels = np.concatenate([p["cube_labels"] for p in parts]).astype(np.float32)
     order = rng.permutation(len(labels))
     n_val = max(1, len(order) // 6)
     val, tr = order[:n_val], order[n_val:]
     model = build_model(width).to(device)
-    pos_weight = torch.tensor([(labels[tr] == 0).sum() / max(1, (labels[tr] == 1).sum())], device=device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * ((len(tr) + batch_size - 1) // batch_size))
+    steps = -(-len(epoch_indices(labels, tr, np.random.default_rng(seed))) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps)
     print(f"[cnn] {len(tr)} train / {len(val)} val cubes, {int(labels.sum())} positives, device {device}", flush=True)
     best = {"val_auc": -1.0}
     for epoch in range(1, epochs + 1):
         model.train()
         t, total = time.perf_counter(), 0.0
-        perm = rng.permutation(tr)
-        for start in range(0, len(tr), batch_size):
-            idx = perm[start:start + batch_size]
+        sample = epoch_indices(labels, tr, rng)
+        for start in range(0, len(sample), batch_size):
+            idx = sample[start:start + batch_size]
             x = torch.from_numpy(augment(cubes[idx], rng)[:, None]).to(device)
             y = torch.from_numpy(labels[idx]).to(device)
             opt.zero_grad()
@@ -56,10 +66,9 @@ def train(data: Path, out: Path, epochs: int = 12, batch_size: int = 64, width: 
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
-        probs = predict(model, cubes[val], device)
-        auc = roc_auc(labels[val], probs)
-        print(f"[cnn] epoch {epoch}/{epochs} loss {total / len(tr):.4f} val AUC {auc:.4f} "
+            total += loss.item() * len(idx)
+        auc = roc_auc(labels[val], predict(model, cubes[val], device))
+        print(f"[cnn] epoch {epoch}/{epochs} loss {total / len(sample):.4f} val AUC {auc:.4f} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
         if auc >= best["val_auc"]:
             best = {"val_auc": auc, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
@@ -85,7 +94,7 @@ def predict(model, cubes: np.ndarray, device: str, batch_size: int = 256) -> np.
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("data", type=Path, help=".npz from CMBDetectorLib.training.dataset")
+    parser.add_argument("data", type=Path, nargs="+", help=".npz files from CMBDetectorLib.training.dataset")
     parser.add_argument("--out", type=Path, default=MODELS_DIR / CNN_WEIGHTS)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)

@@ -12,15 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from ..config import MODELS_DIR
-from ..yolo_rescore import CROP_SIZE, YOLO_WEIGHTS
+from ..yolo_rescore import IMAGE_SIZE, YOLO_WEIGHTS
 
 
-def write_yolo_dataset(data: Path, root: Path, seed: int = 0, val_fraction: float = 0.15) -> Path:
+def write_yolo_dataset(data: list[Path], root: Path, seed: int = 0, val_fraction: float = 0.15) -> Path:
     """Crops as PNG + YOLO label files under ``root``; returns the data yaml."""
     import cv2
 
-    npz = np.load(data)
-    crops, counts, boxes = npz["crops"], npz["box_counts"], npz["boxes"]
+    parts = [np.load(path) for path in data]
+    crops = np.concatenate([p["crops"] for p in parts])
+    counts = np.concatenate([p["box_counts"] for p in parts])
+    boxes = np.concatenate([p["boxes"] for p in parts])
     offsets = np.concatenate([[0], np.cumsum(counts)])
     order = np.random.default_rng(seed).permutation(len(crops))
     n_val = max(1, int(len(order) * val_fraction))
@@ -37,14 +39,14 @@ def write_yolo_dataset(data: Path, root: Path, seed: int = 0, val_fraction: floa
     return yaml
 
 
-def train(data: Path, out: Path, epochs: int = 20, seed: int = 0, device: str = "cpu", batch: int = 64) -> Path:
+def train(data: list[Path], out: Path, epochs: int = 20, seed: int = 0, device: str = "cpu", batch: int = 64) -> Path:
     os.environ["YOLO_OFFLINE"] = "1"
     from ultralytics import YOLO
 
     with tempfile.TemporaryDirectory(prefix="cmb_yolo_") as tmp:
         yaml = write_yolo_dataset(data, Path(tmp) / "data", seed)
         model = YOLO("yolov8n.yaml", task="detect")
-        model.train(data=str(yaml), imgsz=CROP_SIZE, epochs=epochs, batch=batch, device=device, amp=False,
+        model.train(data=str(yaml), imgsz=IMAGE_SIZE, epochs=epochs, batch=batch, device=device, amp=False,
                     pretrained=False, seed=seed, deterministic=True, workers=0, plots=False,
                     project=str(Path(tmp) / "runs"), name="cmb", exist_ok=True, verbose=False,
                     hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, degrees=0.0, fliplr=0.5, flipud=0.5, mosaic=0.5,
@@ -58,7 +60,7 @@ def train(data: Path, out: Path, epochs: int = 20, seed: int = 0, device: str = 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("data", type=Path, help=".npz from CMBDetectorLib.training.dataset")
+    parser.add_argument("data", type=Path, nargs="+", help=".npz files from CMBDetectorLib.training.dataset")
     parser.add_argument("--out", type=Path, default=MODELS_DIR / YOLO_WEIGHTS)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

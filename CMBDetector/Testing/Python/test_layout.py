@@ -8,7 +8,7 @@ MODULE = ROOT / "CMBDetector"
 
 
 def cmake_entries(path: Path) -> set[str]:
-    text = re.sub(r"#.*", "", path.read_text())
+    text = re.sub(r"#.*", "", path.read_text()).replace("${MODULE_NAME}", "CMBDetector")
     return set(re.findall(r"[\w/.-]+\.(?:py|ui|png|pt|md|nii\.gz|csv|json)", text))
 
 

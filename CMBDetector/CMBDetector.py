@@ -1,0 +1,468 @@
+"""CMB Detector: find cerebral microbleeds on SWI / T2*-GRE and review them in Slicer.
+
+Thin Slicer module: widget, parameter node and self-test. All logic lives in
+``CMBDetectorMRML`` (MRML glue, runs headless) and ``CMBDetectorLib`` (the detector).
+"""
+
+import importlib.util
+import os
+from typing import Annotated, Optional, Union
+
+import qt
+import slicer
+import vtk
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
+from CMBDetectorLib.progress import DetectionCancelled
+from CMBDetectorMRML import logic as mrmlLogic
+from CMBDetectorMRML import markups, report
+
+DEVICES = {"auto": "auto", "CPU": "cpu", "GPU": "cuda"}
+# Python packages the detector needs that Slicer does not ship (torch comes via PyTorchUtils).
+PIP_REQUIREMENTS = {"scipy": "scipy>=1.11", "ultralytics": "ultralytics==8.4.190"}
+SAMPLE_SCAN = os.path.join(os.path.dirname(__file__), "Resources", "SampleData", "SampleSWI_mag.nii.gz")
+
+
+#
+# CMBDetector
+#
+
+
+class CMBDetector(ScriptedLoadableModule):
+    """Module description shown in Slicer."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("CMB Detector")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["CMBDetector contributors"]
+        self.parent.helpText = _("""
+Detects cerebral microbleeds (CMBs) on SWI or T2*-GRE magnitude MRI and helps review them:
+candidate search, a 3D CNN and optional YOLO rescoring produce scored points, which you accept or
+reject one by one (keys A / R, N / P to step). Missed microbleeds can be placed by hand.
+Accepted + reader-placed points make the final count. Research use only, not a medical device.
+""")
+        self.parent.acknowledgementText = _("""
+Built on 3D Slicer, PyTorch and Ultralytics YOLO (AGPL-3.0). Trained on synthetic data only.
+""")
+
+
+#
+# CMBDetectorParameterNode
+#
+
+
+@parameterNodeWrapper
+class CMBDetectorParameterNode:
+    """Panel state saved with the scene."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    modality: Annotated[str, Choice(["auto", "SWI", "GRE"])] = "auto"
+    brainMask: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    sensitivity: Annotated[str, Choice([*SENSITIVITY_PRESETS, "custom"])] = "balanced"
+    threshold: Annotated[float, WithinRange(0.0, 1.0)] = SENSITIVITY_PRESETS["balanced"]
+    useYolo: bool = True
+    outputFiducials: vtkMRMLMarkupsFiducialNode
+    outputTable: vtkMRMLTableNode
+    pendingOnly: bool = False
+
+
+#
+# CMBDetectorWidget
+#
+
+
+class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Panel: inputs, Apply/Cancel with progress, review and results."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._observedFiducials = None
+        self._currentIndex = -1
+        self._running = False
+        self._cancelRequested = False
+        self._shortcuts = []
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CMBDetector.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = CMBDetectorLogic()
+        self.ui.progressBar.hide()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.sensitivityComboBox.connect("currentIndexChanged(int)", self.onSensitivityChanged)
+        self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
+        self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialsChanged)
+        self.ui.previousButton.connect("clicked(bool)", lambda: self.step(-1))
+        self.ui.nextButton.connect("clicked(bool)", lambda: self.step(+1))
+        self.ui.acceptButton.connect("clicked(bool)", lambda: self.decide(markups.ACCEPTED))
+        self.ui.rejectButton.connect("clicked(bool)", lambda: self.decide(markups.REJECTED))
+        self.ui.pendingOnlyCheckBox.connect("toggled(bool)", self.onPendingOnlyToggled)
+        self.ui.placeMissedButton.connect("clicked(bool)", self.onPlaceMissed)
+        self.ui.exportCSVButton.connect("clicked(bool)", self.onExportCSV)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self._removeShortcuts()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self._addShortcuts()
+
+    def exit(self) -> None:
+        self._removeShortcuts()
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+        self._observeFiducials(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # -- parameter node ------------------------------------------------------------------------
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolume and not firstVolume.IsA("vtkMRMLLabelMapVolumeNode"):
+                self._parameterNode.inputVolume = firstVolume
+
+    def setParameterNode(self, inputParameterNode: Optional[CMBDetectorParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+            self.onFiducialsChanged(self._parameterNode.outputFiducials)
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        ready = bool(self._parameterNode and self._parameterNode.inputVolume) and not self._running
+        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.toolTip = _("Detect microbleeds in the input volume.") if ready else _(
+            "Select an input volume.")
+
+    def onSensitivityChanged(self, index: int) -> None:
+        preset = self.ui.sensitivityComboBox.currentText
+        if preset in SENSITIVITY_PRESETS:
+            self.ui.thresholdSliderWidget.value = SENSITIVITY_PRESETS[preset]
+
+    def onThresholdChanged(self, value: float) -> None:
+        preset = self.ui.sensitivityComboBox.currentText
+        if preset in SENSITIVITY_PRESETS and abs(SENSITIVITY_PRESETS[preset] - value) > 1e-6:
+            self.ui.sensitivityComboBox.currentText = "custom"
+
+    # -- detection -----------------------------------------------------------------------------
+
+    def onApplyButton(self) -> None:
+        p = self._parameterNode
+        config = DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device],
+                                threshold=p.threshold, use_yolo=p.useYolo)
+        if not self.logic.ensureDependencies(config.use_yolo):
+            self.ui.statusLabel.text = _("Detection needs PyTorch and the packages listed above.")
+            return
+        self._setRunning(True)
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Microbleed detection failed."), waitCursor=True):
+                try:
+                    out = self.logic.process(
+                        p.inputVolume, config, maskNode=p.brainMask, outputFiducialNode=p.outputFiducials,
+                        outputTableNode=p.outputTable, progress=self._onProgress,
+                        cancel=lambda: self._cancelRequested)
+                except DetectionCancelled:
+                    self.ui.statusLabel.text = _("Cancelled; the scene was left unchanged.")
+                    return
+                p.outputFiducials, p.outputTable = out.fiducialNode, out.tableNode
+                self._showResults(out)
+        finally:
+            self._setRunning(False)
+
+    def onCancelButton(self) -> None:
+        self._cancelRequested = True
+        self.ui.statusLabel.text = _("Cancelling after the current stage...")
+
+    def _setRunning(self, running: bool) -> None:
+        self._running = running
+        self._cancelRequested = False
+        self.ui.cancelButton.enabled = running
+        self.ui.progressBar.visible = running
+        self.ui.progressBar.value = 0
+        self._checkCanApply()
+
+    def _onProgress(self, stage: str, fraction: float) -> None:
+        """Pipeline progress callback: show the stage and keep the GUI (and Cancel) responsive."""
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.statusLabel.text = stage
+        slicer.app.processEvents()
+
+    def _showResults(self, out) -> None:
+        node = out.fiducialNode
+        total = sum(out.result.timings.values())
+        self.ui.statusLabel.text = _("{count} microbleed(s) found in {seconds:.1f} s on {device}.").format(
+            count=out.result.count, seconds=total, device=out.result.device)
+        self.ui.resultsLabel.text = report.summary_text(
+            self.logic.summary(node), out.result.timings, out.result.warnings)
+        self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
+        self._currentIndex = -1
+        self.step(+1)
+
+    # -- review --------------------------------------------------------------------------------
+
+    def _fiducials(self):
+        return self._parameterNode.outputFiducials if self._parameterNode else None
+
+    def onFiducialsChanged(self, node) -> None:
+        self._observeFiducials(node)
+        self._currentIndex = -1
+        self._updateReview()
+
+    def _observeFiducials(self, node) -> None:
+        if self._observedFiducials is not None:
+            self.removeObserver(self._observedFiducials, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                                self.onPointPlaced)
+            self.removeObserver(self._observedFiducials, slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
+                                self._updateReview)
+        self._observedFiducials = node
+        if node is not None:
+            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced)
+            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._updateReview)
+
+    def _reviewOrder(self) -> list:
+        node = self._fiducials()
+        if node is None:
+            return []
+        pendingOnly = self.ui.pendingOnlyCheckBox.checked  # the widget, not the parameter node: updated first
+        return [p.index for p in markups.points(node) if not pendingOnly or p.status == markups.PENDING]
+
+    def step(self, direction: int) -> None:
+        """Jump to the next (+1) or previous (-1) point, centring the slice views on it."""
+        order, current = self._reviewOrder(), self._currentIndex
+        if not order:
+            self._currentIndex = -1
+        elif current in order:
+            self._currentIndex = order[(order.index(current) + direction) % len(order)]
+        else:  # nothing selected yet, or the current point was filtered out
+            ahead = [i for i in order if (i - current) * direction > 0]
+            self._currentIndex = ahead[0 if direction > 0 else -1] if ahead else order[0 if direction > 0 else -1]
+        if self._currentIndex >= 0:
+            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(
+                self._fiducials().GetID(), self._currentIndex, True)
+        self._updateReview()
+
+    def decide(self, status: str) -> None:
+        node = self._fiducials()
+        if node is None or self._currentIndex < 0:
+            return
+        self.logic.setPointStatus(node, self._currentIndex, status)
+        self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
+        self.step(+1)
+
+    def onPendingOnlyToggled(self, checked: bool) -> None:
+        node = self._fiducials()
+        if node is not None:
+            self.logic.applyDisplay(node, checked)
+        self._updateReview()
+
+    def onPlaceMissed(self) -> None:
+        node = self._fiducials()
+        if node is None:
+            slicer.util.errorDisplay(_("Run detection (or select a microbleed point list) first."))
+            return
+        markupsLogic = slicer.modules.markups.logic()
+        markupsLogic.SetActiveList(node)
+        markupsLogic.StartPlaceMode(False)
+
+    def onPointPlaced(self, caller, event) -> None:
+        """A point the user placed (no CMBDetector data yet) becomes an accepted reader point."""
+        index = caller.GetNumberOfControlPoints() - 1
+        if not self._running and index >= 0 and not caller.GetNthControlPointDescription(index):
+            self.logic.markReaderPoint(caller, index)
+            self._updateReview()
+
+    def _updateReview(self, caller=None, event=None) -> None:
+        node = self._fiducials()
+        hasPoints = node is not None and node.GetNumberOfControlPoints() > 0
+        for button in (self.ui.previousButton, self.ui.nextButton, self.ui.acceptButton, self.ui.rejectButton):
+            button.enabled = hasPoints and not self._running
+        self.ui.exportCSVButton.enabled = hasPoints
+        self.ui.placeMissedButton.enabled = node is not None
+        if node is None:
+            self.ui.countsLabel.text = ""
+            self.ui.currentPointLabel.text = _("No point list")
+            return
+        self.ui.countsLabel.text = report.counts_text(self.logic.countsByStatus(node))
+        if 0 <= self._currentIndex < node.GetNumberOfControlPoints():
+            p = markups.point_info(node, self._currentIndex)
+            details = [p.status]
+            if p.score is not None:
+                details.append(_("score {score:.2f}").format(score=p.score))
+            if p.diameter_mm is not None:
+                details.append(f"{p.diameter_mm:.1f} mm")
+            details.append(p.location)
+            self.ui.currentPointLabel.text = f"{p.label}: " + ", ".join(details)
+        else:
+            self.ui.currentPointLabel.text = _("No point selected")
+
+    def _addShortcuts(self) -> None:
+        self._removeShortcuts()
+        actions = {"A": lambda: self.decide(markups.ACCEPTED), "R": lambda: self.decide(markups.REJECTED),
+                   "N": lambda: self.step(+1), "P": lambda: self.step(-1)}
+        for key, action in actions.items():
+            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
+            shortcut.connect("activated()", action)
+            self._shortcuts.append(shortcut)
+
+    def _removeShortcuts(self) -> None:
+        for shortcut in self._shortcuts:
+            shortcut.setParent(None)
+            shortcut.deleteLater()
+        self._shortcuts = []
+
+    def onExportCSV(self) -> None:
+        node = self._fiducials()
+        path = qt.QFileDialog.getSaveFileName(
+            slicer.util.mainWindow(), _("Export microbleeds"), f"{node.GetName()}.csv", "CSV (*.csv)")
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("CSV export failed."), waitCursor=True):
+            rows = self.logic.exportCSV(node, path)
+            self.ui.statusLabel.text = _("Wrote {rows} row(s) to {path}.").format(rows=rows, path=path)
+
+
+#
+# CMBDetectorLogic
+#
+
+
+class CMBDetectorLogic(ScriptedLoadableModuleLogic, mrmlLogic.CMBDetectorLogic):
+    """Slicer logic: the headless ``CMBDetectorMRML.logic.CMBDetectorLogic`` plus the parameter
+    node and first-use installation of PyTorch/ultralytics. Can be used without the widget."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self):
+        return CMBDetectorParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def missingPackages(useYolo: bool = True) -> list:
+        names = ["torch", "scipy"] + (["ultralytics"] if useYolo else [])
+        return [name for name in names if importlib.util.find_spec(name) is None]
+
+    def ensureDependencies(self, useYolo: bool = True) -> bool:
+        """Ask once, then install missing packages (torch through the PyTorch extension when present)."""
+        missing = self.missingPackages(useYolo)
+        if not missing:
+            return True
+        if not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
+                _("CMB Detector needs these Python packages: {names}. Install them now? "
+                  "This downloads several hundred MB and can take a few minutes.").format(names=", ".join(missing)),
+                windowTitle=_("Install dependencies")):
+            return False
+        with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
+            if "torch" in missing:
+                self._installTorch()
+            pipPackages = [PIP_REQUIREMENTS[name] for name in missing if name in PIP_REQUIREMENTS]
+            if pipPackages:
+                slicer.util.pip_install(pipPackages)
+        importlib.invalidate_caches()
+        return not self.missingPackages(useYolo)
+
+    @staticmethod
+    def _installTorch() -> None:
+        if importlib.util.find_spec("PyTorchUtils") is not None:
+            import PyTorchUtils
+
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torchLogic.torchInstalled():
+                torchLogic.installTorch(askConfirmation=False)
+        else:
+            slicer.util.pip_install(["torch", "torchvision"])
+
+
+#
+# CMBDetectorTest
+#
+
+
+class CMBDetectorTest(ScriptedLoadableModuleTest):
+    """Sample scan -> apply -> accept/reject -> counts -> export (needs the bundled sample)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_CMBDetector_review_flow()
+
+    def test_CMBDetector_review_flow(self):
+        logic = CMBDetectorLogic()
+        if logic.missingPackages():
+            self.skipTest(f"missing Python packages: {logic.missingPackages()}")
+        self.delayDisplay("Loading sample scan")
+        volume = slicer.util.loadVolume(SAMPLE_SCAN)
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+
+        self.delayDisplay("Detecting")
+        out = logic.process(volume)
+        self.assertGreater(out.result.count, 1)
+        self.assertEqual(out.fiducialNode.GetNumberOfControlPoints(), out.result.count)
+        self.assertEqual(out.tableNode.GetNumberOfRows(), out.result.count)
+
+        logic.setPointStatus(out.fiducialNode, 0, markups.ACCEPTED)
+        logic.setPointStatus(out.fiducialNode, 1, markups.REJECTED)
+        logic.addReaderPoint(out.fiducialNode, markups.point_info(out.fiducialNode, 0).ras)
+        counts = logic.countsByStatus(out.fiducialNode)
+        self.assertEqual((counts.accepted, counts.rejected, counts.reader_added), (1, 1, 1))
+        self.assertEqual(counts.final, 2)
+        self.assertEqual(counts.pending, out.result.count - 2)
+
+        path = os.path.join(slicer.app.temporaryPath, "CMBDetectorSelfTest.csv")
+        self.assertEqual(logic.exportCSV(out.tableNode, path), out.result.count + 1)
+        with open(path) as f:
+            self.assertEqual(sum(1 for _line in f), out.result.count + 2)
+
+        rerun = logic.process(volume, outputFiducialNode=out.fiducialNode, outputTableNode=out.tableNode)
+        self.assertIsNot(rerun.fiducialNode, out.fiducialNode)
+        self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.delayDisplay("Test passed")

@@ -1,0 +1,288 @@
+"""``CMBDetectorLogic``: run the detector on volume nodes or files and manage the review.
+
+Usable without the widget and headless (slicer-core)::
+
+    logic = CMBDetectorLogic()
+    out = logic.process(volumeNode, DetectorConfig(threshold=0.5))
+    logic.setPointStatus(out.fiducialNode, 0, "accepted")
+    logic.countsByStatus(out.fiducialNode).final
+    logic.exportCSV(out.fiducialNode, "cmbs.csv")
+    logic.processDirectory("scans/", "results/")   # writes <scan>.mrk.json, <scan>.csv, summary.csv
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import slicer
+
+from CMBDetectorLib.config import DetectorConfig
+from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
+from CMBDetectorLib.results import DetectionResult
+
+from . import markups, tables, volumes
+from .files import atomic_target, atomic_write_text
+from .scene import new_scene
+
+log = logging.getLogger(__name__)
+
+SUMMARY_NAME = "summary.csv"
+SUMMARY_COLUMNS = ("file", "status", "n_detections", "error")
+
+
+@dataclass
+class ProcessResult:
+    """What :meth:`CMBDetectorLogic.process` produced in the scene."""
+
+    fiducialNode: object
+    tableNode: object
+    result: DetectionResult
+
+
+@dataclass(frozen=True)
+class FileOutputs:
+    """Files written by :meth:`CMBDetectorLogic.processFile` for one scan."""
+
+    markups_path: Path
+    csv_path: Path
+    n_detections: int
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """One row of ``summary.csv``."""
+
+    file: str
+    status: str  # "ok" or "failed"
+    n_detections: int | None = None
+    error: str = ""
+
+
+@dataclass
+class BatchResult:
+    """Outcome of :meth:`CMBDetectorLogic.processDirectory`."""
+
+    outcomes: list[ScanOutcome] = field(default_factory=list)
+    cancelled: bool = False
+    summary_path: Path | None = None
+
+    @property
+    def failed(self) -> list[ScanOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def _node_ids(scene) -> set[str]:
+    return {scene.GetNthNode(n).GetID() for n in range(scene.GetNumberOfNodes())}
+
+
+@contextmanager
+def _rollback_on_error(scene) -> Iterator[None]:
+    """Remove every node added to ``scene`` inside the block if the block raises."""
+    before = _node_ids(scene)
+    try:
+        yield
+    except BaseException:
+        added = [scene.GetNthNode(n) for n in range(scene.GetNumberOfNodes())]
+        for node in reversed([n for n in added if n.GetID() not in before]):
+            scene.RemoveNode(node)
+        raise
+
+
+def _scaled(progress: ProgressCallback | None, start: float, span: float) -> ProgressCallback | None:
+    if progress is None:
+        return None
+    return lambda stage, fraction: progress(stage, start + span * fraction)
+
+
+def image_files(directory) -> list[Path]:
+    """Scans in ``directory`` (not recursive): .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd."""
+    return sorted(p for p in Path(directory).iterdir()
+                  if p.is_file() and not p.name.startswith(".")
+                  and p.name.lower().endswith(volumes.IMAGE_SUFFIXES))
+
+
+class CMBDetectorLogic:
+    """Detection + review logic on MRML nodes; no Qt, no application singletons."""
+
+    # -- detection -----------------------------------------------------------------------------
+
+    def process(self, inputVolumeNode, config: DetectorConfig | None = None, maskNode=None,
+                outputFiducialNode=None, outputTableNode=None, progress: ProgressCallback | None = None,
+                cancel: CancelCheck | None = None, replace: bool = False) -> ProcessResult:
+        """Detect CMBs in ``inputVolumeNode`` and write them as pending points plus a table.
+
+        The input node is never modified. An output fiducial node holding reviewed points
+        (accepted, rejected or reader-added) is kept and a new node is created, unless
+        ``replace`` is True. If the run fails or is cancelled, nodes it created are removed.
+        """
+        from CMBDetectorLib import pipeline  # heavy (torch); imported on first use
+
+        report = StageReporter(progress, cancel)
+        report("Reading volume", 0.0)
+        array, geometry = volumes.volume_to_array(inputVolumeNode)
+        scene = inputVolumeNode.GetScene()
+        if scene is None:
+            raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is not in a scene.")
+        for node in (maskNode, outputFiducialNode, outputTableNode):
+            if node is not None and node.GetScene() is not scene:
+                raise CMBDetectorError(f"'{node.GetName()}' is not in the input volume's scene.")
+        mask = None if maskNode is None else volumes.mask_to_array(maskNode, inputVolumeNode)
+
+        result = pipeline.detect(array, geometry, config=config, mask=mask,
+                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel)
+        report("Creating markups", 0.96)
+        with _rollback_on_error(scene):
+            fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
+                                                  replace, result)
+            markups.fill_fiducials(fiducials, result, threshold=(config or DetectorConfig()).threshold)
+            fiducials.SetNodeReferenceID(markups.VOLUME_ROLE, inputVolumeNode.GetID())
+            fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
+            tables.update_table(table, fiducials)
+        return ProcessResult(fiducials, table, result)
+
+    @staticmethod
+    def _output_nodes(volume, fiducials, table, replace: bool, result: DetectionResult):
+        scene = volume.GetScene()
+        if fiducials is not None and not replace and markups.has_review(fiducials):
+            result.warnings.append(
+                f"'{fiducials.GetName()}' holds reviewed points; the new results went to a new node.")
+            fiducials, table = None, None
+        if fiducials is None:
+            fiducials = scene.AddNewNodeByClass(
+                "vtkMRMLMarkupsFiducialNode", scene.GenerateUniqueName(f"{volume.GetName()} CMBs"))
+        elif table is None:
+            table = fiducials.GetNodeReference(markups.TABLE_ROLE)
+        if table is None:
+            table = scene.AddNewNodeByClass(
+                "vtkMRMLTableNode", scene.GenerateUniqueName(f"{fiducials.GetName()} table"))
+        return fiducials, table
+
+    # -- review --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _refresh_table(fiducialNode) -> None:
+        table = fiducialNode.GetNodeReference(markups.TABLE_ROLE)
+        if table is not None:
+            tables.update_table(table, fiducialNode)
+
+    @staticmethod
+    def _ijk(fiducialNode, ras):
+        volume = fiducialNode.GetNodeReference(markups.VOLUME_ROLE)
+        if volume is None:
+            return None
+        return tuple(volumes.world_geometry(volume).ras_to_ijk_points(ras)[0])
+
+    def setPointStatus(self, fiducialNode, index: int, status: str) -> None:
+        """Set a point's review status (pending/accepted/rejected); refreshes the linked table."""
+        markups.set_status(fiducialNode, index, status)
+        self._refresh_table(fiducialNode)
+
+    def getPointStatus(self, fiducialNode, index: int) -> str:
+        return markups.get_status(fiducialNode, index)
+
+    def addReaderPoint(self, fiducialNode, ras, diameter_mm: float | None = None) -> int:
+        """Add a microbleed the detector missed at world ``ras`` (accepted, source reader)."""
+        index = markups.add_reader_point(fiducialNode, ras, ijk=self._ijk(fiducialNode, ras), diameter_mm=diameter_mm)
+        self._refresh_table(fiducialNode)
+        return index
+
+    def markReaderPoint(self, fiducialNode, index: int) -> None:
+        """Stamp a point the user just placed in the views as reader-added and accepted."""
+        info = markups.point_info(fiducialNode, index)
+        markups.mark_reader_point(fiducialNode, index, ijk=self._ijk(fiducialNode, info.ras))
+        self._refresh_table(fiducialNode)
+
+    def countsByStatus(self, fiducialNode) -> markups.ReviewCounts:
+        return markups.counts(fiducialNode)
+
+    def summary(self, fiducialNode) -> markups.Summary:
+        return markups.summary(fiducialNode)
+
+    def applyDisplay(self, fiducialNode, pendingOnly: bool = False) -> None:
+        markups.apply_display(fiducialNode, pending_only=pendingOnly)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def exportCSV(self, tableOrFiducialNode, path) -> int:
+        """Write one row per point (atomic); returns the number of rows."""
+        return tables.export_csv(tableOrFiducialNode, path)
+
+    def saveMarkups(self, fiducialNode, path) -> None:
+        """Write ``fiducialNode`` as .mrk.json (LPS on disk) atomically; the scene is not changed."""
+        if not str(path).lower().endswith(".mrk.json"):
+            raise CMBDetectorError(f"Markups file name must end with .mrk.json: '{path}'.")
+        storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+        with atomic_target(path) as tmp:
+            storage.SetFileName(str(tmp))
+            if not storage.WriteData(fiducialNode):
+                raise CMBDetectorError(f"Could not write markups to '{path}'.")
+
+    def processFile(self, path, outputDir, config: DetectorConfig | None = None,
+                    progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
+                    name: str | None = None) -> FileOutputs:
+        """Detect CMBs in an image file; write ``<name>.mrk.json`` and ``<name>.csv`` to ``outputDir``."""
+        headless = new_scene()
+        volume = volumes.load_volume(headless.scene, path)
+        out = self.process(volume, config, progress=progress, cancel=cancel)
+        name = name or volumes.scan_name(path)
+        output_dir = Path(outputDir)
+        markups_path, csv_path = output_dir / f"{name}.mrk.json", output_dir / f"{name}.csv"
+        self.exportCSV(out.fiducialNode, csv_path)
+        self.saveMarkups(out.fiducialNode, markups_path)
+        return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings))
+
+    def processDirectory(self, inputDir, outputDir, config: DetectorConfig | None = None,
+                         progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> BatchResult:
+        """Run :meth:`processFile` on every scan of ``inputDir``; a failing scan is logged and skipped.
+
+        ``summary.csv`` (file, status, n_detections, error) is rewritten atomically after each
+        scan. Cancelling stops the batch; finished scans keep their outputs and summary rows.
+        """
+        files = image_files(inputDir)
+        if not files:
+            raise CMBDetectorError(f"No .nii, .nii.gz, .nrrd, .mha or .mhd files in '{inputDir}'.")
+        output_dir = Path(outputDir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        batch = BatchResult(summary_path=output_dir / SUMMARY_NAME)
+        used: set[str] = set()
+        for n, path in enumerate(files):
+            if cancel is not None and cancel():
+                batch.cancelled = True
+                break
+            name = volumes.scan_name(path)
+            name = path.name.replace(".", "_") if name in used else name
+            used.add(name)
+            scan_progress = None if progress is None else (
+                lambda stage, f, n=n, path=path: progress(f"{path.name} ({n + 1}/{len(files)}): {stage}",
+                                                          (n + f) / len(files)))
+            try:
+                out = self.processFile(path, output_dir, config, scan_progress, cancel, name=name)
+            except DetectionCancelled:
+                batch.cancelled = True
+                break
+            except Exception as exc:  # one bad scan must never stop the batch
+                message = str(exc) or type(exc).__name__
+                log.error("CMBDetector: %s failed: %s", path.name, message)
+                batch.outcomes.append(ScanOutcome(path.name, "failed", None, message))
+            else:
+                batch.outcomes.append(ScanOutcome(path.name, "ok", out.n_detections))
+            self._write_summary(batch)
+        return batch
+
+    @staticmethod
+    def _write_summary(batch: BatchResult) -> None:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(SUMMARY_COLUMNS)
+        for o in batch.outcomes:
+            writer.writerow([o.file, o.status, "" if o.n_detections is None else o.n_detections, o.error])
+        atomic_write_text(batch.summary_path, text.getvalue())
+

@@ -1,0 +1,245 @@
+"""Detections as a ``vtkMRMLMarkupsFiducialNode`` with a per-point review status.
+
+Storage (survives .mrk.json and .mrb save + reload): each control point's *description* holds
+compact JSON ``{"cmbdetector": 1, "status", "source", "score", "diameter_mm",
+"candidate_score", "cnn_score", "yolo_score", "location", "ijk"}``; it is the single source of
+truth. Everything visible is derived from it by :func:`apply_display` and saved too:
+
+- pending  -> point *selected*   -> drawn in the display node's selected colour (yellow)
+- accepted -> point unselected   -> drawn in the display node's colour (green)
+- rejected -> point hidden (per-point visibility off), still listed in the table/CSV
+
+Every point is *locked* (detector positions are outputs, not meant to be dragged). A point
+without CMBDetector data (e.g. placed with the Markups module) counts as reader-added and
+accepted. Labels are ``CMB-1..n`` in decreasing score and ``Reader-1..`` for reader points.
+Run metadata (device, threshold, timings, warnings) goes into ``CMBDetector.*`` node attributes,
+which .mrb scenes keep and .mrk.json files do not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+import vtk
+
+from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.results import DetectionResult
+
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+STATUSES = (PENDING, ACCEPTED, REJECTED)
+DETECTOR, READER = "detector", "reader"
+SIZE_CLASSES = ("<5 mm", "5-10 mm", ">10 mm", "unknown size")
+PENDING_COLOR = (1.0, 0.85, 0.0)
+ACCEPTED_COLOR = (0.2, 0.9, 0.2)
+ATTRIBUTE_PREFIX = "CMBDetector."
+VOLUME_ROLE = "CMBDetector.InputVolume"
+TABLE_ROLE = "CMBDetector.Table"
+
+
+@dataclass(frozen=True)
+class PointInfo:
+    """One control point as the review sees it (a table/CSV row)."""
+
+    index: int
+    label: str
+    ras: tuple[float, float, float]
+    ijk: tuple[float, float, float] | None
+    diameter_mm: float | None
+    candidate_score: float | None
+    cnn_score: float | None
+    yolo_score: float | None
+    score: float | None
+    status: str
+    source: str
+    location: str
+
+
+@dataclass(frozen=True)
+class ReviewCounts:
+    """Review tallies; ``final`` is what a report counts (accepted detections + reader-added)."""
+
+    accepted: int = 0
+    rejected: int = 0
+    pending: int = 0
+    reader_added: int = 0
+
+    @property
+    def final(self) -> int:
+        return self.accepted + self.reader_added
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.rejected + self.pending + self.reader_added
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Points that are not rejected, counted by size class and by location."""
+
+    count: int
+    by_size: dict[str, int]
+    by_location: dict[str, int]
+
+
+def _round(value, digits=4):
+    return None if value is None else round(float(value), digits)
+
+
+def _encode(data: dict) -> str:
+    return json.dumps({"cmbdetector": 1, **data}, separators=(",", ":"))
+
+
+def _decode(text: str) -> dict | None:
+    try:
+        data = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) and data.get("cmbdetector") == 1 else None
+
+
+def size_class(diameter_mm: float | None) -> str:
+    if diameter_mm is None:
+        return SIZE_CLASSES[3]
+    if diameter_mm < 5.0:
+        return SIZE_CLASSES[0]
+    return SIZE_CLASSES[1] if diameter_mm <= 10.0 else SIZE_CLASSES[2]
+
+
+def _check_index(node, index: int) -> None:
+    if not 0 <= index < node.GetNumberOfControlPoints():
+        raise CMBDetectorError(
+            f"Point index {index} is out of range: '{node.GetName()}' has {node.GetNumberOfControlPoints()} points.")
+
+
+def ensure_display(node) -> None:
+    """Create the display node if needed and set the status colours and a 2D circle glyph."""
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    display.SetSelectedColor(*PENDING_COLOR)
+    display.SetColor(*ACCEPTED_COLOR)
+    display.SetGlyphTypeFromString("Circle2D")
+    display.SetPointLabelsVisibility(True)
+
+
+def fill_fiducials(node, result: DetectionResult, threshold: float | None = None) -> None:
+    """Replace the node's points with one pending point per detection (labels CMB-1.. by score)."""
+    detections = sorted(result.detections, key=lambda d: d.score, reverse=True)
+    was_modifying = node.StartModify()
+    node.RemoveAllControlPoints()
+    for n, det in enumerate(detections, start=1):
+        index = node.AddControlPointWorld(vtk.vtkVector3d(*(float(v) for v in det.ras)), f"CMB-{n}")
+        node.SetNthControlPointDescription(index, _encode({
+            "status": PENDING, "source": DETECTOR, "score": _round(det.score),
+            "diameter_mm": _round(det.diameter_mm, 2), "candidate_score": _round(det.candidate_score),
+            "cnn_score": _round(det.cnn_score), "yolo_score": _round(det.yolo_score),
+            "location": det.location, "ijk": [_round(v, 3) for v in det.ijk]}))
+    node.SetAttribute(ATTRIBUTE_PREFIX + "Device", result.device)
+    node.SetAttribute(ATTRIBUTE_PREFIX + "NumberOfCandidates", str(result.n_candidates))
+    node.SetAttribute(ATTRIBUTE_PREFIX + "Timings", json.dumps({k: round(v, 3) for k, v in result.timings.items()}))
+    node.SetAttribute(ATTRIBUTE_PREFIX + "Warnings", json.dumps(result.warnings))
+    if threshold is not None:
+        node.SetAttribute(ATTRIBUTE_PREFIX + "Threshold", str(threshold))
+    ensure_display(node)
+    apply_display(node)
+    node.EndModify(was_modifying)
+
+
+def _data(node, index: int) -> dict:
+    return _decode(node.GetNthControlPointDescription(index)) or {"status": ACCEPTED, "source": READER}
+
+
+def point_info(node, index: int) -> PointInfo:
+    """Read point ``index`` (world RAS position, stored scores, status, source)."""
+    _check_index(node, index)
+    data = _data(node, index)
+    ras = [0.0, 0.0, 0.0]
+    node.GetNthControlPointPositionWorld(index, ras)
+    ijk = data.get("ijk")
+    return PointInfo(
+        index=index, label=node.GetNthControlPointLabel(index), ras=tuple(ras),
+        ijk=tuple(ijk) if ijk else None, diameter_mm=data.get("diameter_mm"),
+        candidate_score=data.get("candidate_score"), cnn_score=data.get("cnn_score"),
+        yolo_score=data.get("yolo_score"), score=data.get("score"),
+        status=data.get("status", ACCEPTED), source=data.get("source", READER),
+        location=data.get("location", "unknown"))
+
+
+def points(node) -> list[PointInfo]:
+    return [point_info(node, i) for i in range(node.GetNumberOfControlPoints())]
+
+
+def get_status(node, index: int) -> str:
+    return point_info(node, index).status
+
+
+def set_status(node, index: int, status: str) -> None:
+    """Set ``pending``/``accepted``/``rejected`` on point ``index`` and refresh its display."""
+    if status not in STATUSES:
+        raise CMBDetectorError(f"Unknown review status '{status}'; use one of {', '.join(STATUSES)}.")
+    _check_index(node, index)
+    data = _data(node, index)
+    data.pop("cmbdetector", None)
+    data["status"] = status
+    node.SetNthControlPointDescription(index, _encode(data))
+    _apply_point_display(node, index, status, pending_only=False)
+
+
+def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = None, location: str = "unknown") -> None:
+    """Stamp an existing point (e.g. just placed by the user) as reader-added and accepted."""
+    _check_index(node, index)
+    readers = sum(1 for p in points(node) if p.source == READER and p.index != index)
+    node.SetNthControlPointLabel(index, f"Reader-{readers + 1}")
+    node.SetNthControlPointDescription(index, _encode({
+        "status": ACCEPTED, "source": READER, "score": None, "diameter_mm": _round(diameter_mm, 2),
+        "candidate_score": None, "cnn_score": None, "yolo_score": None, "location": location,
+        "ijk": None if ijk is None else [_round(v, 3) for v in ijk]}))
+    _apply_point_display(node, index, ACCEPTED, pending_only=False)
+
+
+def add_reader_point(node, ras, ijk=None, diameter_mm: float | None = None, location: str = "unknown") -> int:
+    """Add a CMB the detector missed (status accepted, source reader); returns its index."""
+    index = node.AddControlPointWorld(vtk.vtkVector3d(*(float(v) for v in ras)), "")
+    mark_reader_point(node, index, ijk=ijk, diameter_mm=diameter_mm, location=location)
+    return index
+
+
+def _apply_point_display(node, index: int, status: str, pending_only: bool) -> None:
+    node.SetNthControlPointSelected(index, status == PENDING)
+    node.SetNthControlPointLocked(index, True)
+    hidden = status == REJECTED or (pending_only and status != PENDING)
+    node.SetNthControlPointVisibility(index, not hidden)
+
+
+def apply_display(node, pending_only: bool = False) -> None:
+    """Derive selection (colour), lock and visibility of every point from its status.
+
+    ``pending_only`` additionally hides accepted points (the review's "show only pending" filter).
+    """
+    was_modifying = node.StartModify()
+    for info in points(node):
+        _apply_point_display(node, info.index, info.status, pending_only)
+    node.EndModify(was_modifying)
+
+
+def counts(node) -> ReviewCounts:
+    """Tally statuses; accepted reader points count as ``reader_added``, not ``accepted``."""
+    tally = Counter("reader_added" if p.source == READER and p.status == ACCEPTED else p.status for p in points(node))
+    return ReviewCounts(**tally)
+
+
+def has_review(node) -> bool:
+    """True when any point was accepted, rejected or added by a reader (work to protect)."""
+    return any(p.status != PENDING or p.source == READER for p in points(node))
+
+
+def summary(node) -> Summary:
+    """Count the points that are not rejected by size class and by location."""
+    kept = [p for p in points(node) if p.status != REJECTED]
+    by_size = Counter(size_class(p.diameter_mm) for p in kept)
+    return Summary(
+        count=len(kept),
+        by_size={name: by_size.get(name, 0) for name in SIZE_CLASSES},
+        by_location=dict(sorted(Counter(p.location for p in kept).items())))

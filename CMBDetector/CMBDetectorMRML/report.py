@@ -1,0 +1,25 @@
+"""Plain-text summaries of a run and of the review, shown by the module panel and the CLI."""
+
+from __future__ import annotations
+
+from .markups import ReviewCounts, Summary
+
+
+def counts_text(counts: ReviewCounts) -> str:
+    """One line: ``Accepted 3 | Rejected 1 | Pending 5 | Reader-added 1 -> final count 4``."""
+    return (f"Accepted {counts.accepted} | Rejected {counts.rejected} | Pending {counts.pending} | "
+            f"Reader-added {counts.reader_added} -> final count {counts.final}")
+
+
+def summary_text(summary: Summary, timings: dict[str, float] | None = None,
+                 warnings: list[str] | None = None) -> str:
+    """Multi-line result summary: count, size classes, locations, timings and warnings."""
+    lines = [f"{summary.count} microbleed(s) (rejected points excluded)"]
+    lines.append("By size: " + ", ".join(f"{name}: {n}" for name, n in summary.by_size.items() if n or name != "unknown size"))
+    if summary.by_location:
+        lines.append("By location: " + ", ".join(f"{name}: {n}" for name, n in summary.by_location.items()))
+    if timings:
+        total = sum(timings.values())
+        lines.append(f"Time: {total:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
+    lines += [f"Warning: {w}" for w in warnings or []]
+    return "\n".join(lines)

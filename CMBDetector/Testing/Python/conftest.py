@@ -1,0 +1,80 @@
+"""Shared pytest setup: import path, MRML scene fixture and a fast stand-in detector.
+
+MRML tests need slicer-core; without it they are not collected (``collect_ignore_glob``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODULE_DIR = Path(__file__).resolve().parents[2]  # .../CMBDetector (holds CMBDetectorLib, CMBDetectorMRML)
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))
+
+HAS_SLICER = importlib.util.find_spec("slicer") is not None
+collect_ignore_glob = [] if HAS_SLICER else ["test_mrml_*.py", "test_logic.py"]
+
+
+@pytest.fixture
+def headless():
+    """A fresh vtkMRMLScene with vtkSlicerApplicationLogic and vtkSlicerMarkupsLogic registered."""
+    from CMBDetectorMRML.scene import new_scene
+
+    return new_scene()
+
+
+@pytest.fixture
+def scene(headless):
+    return headless.scene
+
+
+def result_from_ijk(geometry, ijk_points, scores=None, diameters=None, locations=None):
+    """A DetectionResult whose detections sit at the given voxel indices (i, j, k)."""
+    from CMBDetectorLib.results import Detection, DetectionResult
+
+    ijk = np.asarray(ijk_points, dtype=float).reshape(-1, 3)
+    ras = geometry.ijk_to_ras_points(ijk) if len(ijk) else np.zeros((0, 3))
+    n = len(ijk)
+    scores = list(scores) if scores is not None else list(np.linspace(0.9, 0.6, n))
+    diameters = list(diameters) if diameters is not None else [3.0] * n
+    locations = list(locations) if locations is not None else ["lobar"] * n
+    detections = [
+        Detection(ras=tuple(ras[m]), ijk=tuple(ijk[m]), diameter_mm=diameters[m], candidate_score=0.7,
+                  cnn_score=scores[m], yolo_score=scores[m], score=scores[m], location=locations[m])
+        for m in range(n)]
+    detections.sort(key=lambda d: d.score, reverse=True)
+    return DetectionResult(detections=detections, geometry=geometry, timings={"cnn": 0.01},
+                           n_candidates=10 * n, device="cpu")
+
+
+@pytest.fixture
+def fake_detect(monkeypatch):
+    """Replace ``pipeline.detect`` with a stand-in returning detections at fixed voxel indices.
+
+    Call ``fake_detect(ijk_points, ...)``; the returned list records every call's arguments.
+    """
+    from CMBDetectorLib import pipeline
+
+    calls = []
+
+    def install(ijk_points, **kwargs):
+        def detect(array, geometry, config=None, mask=None, progress=None, cancel=None):
+            calls.append({"array": array, "geometry": geometry, "config": config, "mask": mask})
+            for fraction, stage in ((0.0, "Checking input"), (0.5, "3D CNN"), (1.0, "Done")):
+                if cancel is not None and cancel():
+                    from CMBDetectorLib.progress import DetectionCancelled
+
+                    raise DetectionCancelled(f"Cancelled by the user before '{stage}'.")
+                if progress is not None:
+                    progress(stage, fraction)
+            return result_from_ijk(geometry, ijk_points, **kwargs)
+
+        monkeypatch.setattr(pipeline, "detect", detect)
+        return calls
+
+    return install

@@ -1,0 +1,98 @@
+"""End to end on the bundled sample scan with the shipped weights."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from CMBDetectorLib.config import DetectorConfig
+from CMBDetectorLib.evaluation.metrics import match_detections
+from CMBDetectorLib.geometry import read_image
+from CMBDetectorLib.pipeline import detect
+from CMBDetectorLib.progress import DetectionCancelled
+from CMBDetectorLib.synth import read_objects_csv
+
+from conftest import MODULE_DIR
+
+SAMPLE = MODULE_DIR / "Resources" / "SampleData" / "SampleSWI_mag.nii.gz"
+OBJECTS = MODULE_DIR / "Resources" / "SampleData" / "SampleSWI_objects.csv"
+
+
+@functools.lru_cache(maxsize=None)
+def sample():
+    return read_image(SAMPLE)
+
+
+@functools.lru_cache(maxsize=None)
+def sample_result(use_yolo=True):
+    array, geometry = sample()
+    stages = []
+    result = detect(array, geometry, DetectorConfig(use_yolo=use_yolo),
+                    progress=lambda stage, fraction: stages.append((stage, fraction)))
+    return result, stages
+
+
+def truth():
+    cmbs = [o for o in read_objects_csv(OBJECTS) if o.is_cmb]
+    return np.array([o.center_ras for o in cmbs]), np.array([o.diameter_mm for o in cmbs])
+
+
+def test_sample_detections_hit_the_known_microbleeds():
+    result, _ = sample_result()
+    gt_ras, gt_diam = truth()
+    ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
+    scores = np.array([d.score for d in result.detections])
+    matched = match_detections(ras, scores, gt_ras, gt_diam)
+    assert (matched >= 0).sum() >= 0.75 * len(gt_ras)
+    assert (matched < 0).sum() <= 3
+
+
+def test_sample_detections_are_consistent_and_inside_volume():
+    result, _ = sample_result()
+    array, geometry = sample()
+    assert result.count > 0 and result.device in ("cpu", "cuda")
+    scores = [d.score for d in result.detections]
+    assert scores == sorted(scores, reverse=True)
+    for d in result.detections:
+        assert all(-0.5 <= c <= n - 0.5 for c, n in zip(d.ijk, array.shape[::-1]))
+        np.testing.assert_allclose(d.ras, geometry.ijk_to_ras_points(d.ijk)[0], atol=1e-6)
+        assert d.score >= DetectorConfig().threshold and d.yolo_score is not None
+        assert d.score == pytest.approx((d.cnn_score + d.yolo_score) / 2)
+        assert 1.0 <= d.diameter_mm <= 15.0
+
+
+def test_progress_names_every_stage_in_order():
+    _, stages = sample_result()
+    names = [s for s, _ in stages]
+    assert names == ["Checking input", "Preprocessing", "Finding candidates", "3D CNN", "YOLO rescoring",
+                     "Post-processing", "Done"]
+    fractions = [f for _, f in stages]
+    assert fractions == sorted(fractions)
+
+
+def test_without_yolo_scores_are_cnn_only():
+    result, stages = sample_result(use_yolo=False)
+    assert "YOLO rescoring" not in [s for s, _ in stages]
+    assert all(d.yolo_score is None and d.score == d.cnn_score for d in result.detections)
+
+
+def test_cancel_stops_before_the_next_stage():
+    array, geometry = sample()
+    seen = []
+
+    def cancel():
+        return "Finding candidates" in seen
+
+    with pytest.raises(DetectionCancelled, match="3D CNN"):
+        detect(array, geometry, progress=lambda s, f: seen.append(s), cancel=cancel)
+
+
+def test_user_mask_limits_the_search():
+    array, geometry = sample()
+    mask = np.zeros(array.shape, dtype=bool)
+    k0, j0, i0 = (n // 2 for n in array.shape)
+    mask[k0 - 20:k0 + 20, j0 - 40:j0 + 40, i0 - 40:i0 + 40] = True
+    result = detect(array, geometry, DetectorConfig(use_yolo=False, threshold=0.2), mask=mask)
+    for d in result.detections:
+        i, j, k = np.round(d.ijk).astype(int)
+        assert k0 - 22 <= k < k0 + 22 and j0 - 42 <= j < j0 + 42 and i0 - 42 <= i < i0 + 42

@@ -1,0 +1,120 @@
+"""The module panel (.ui) matches what CMBDetector.py uses, and loads in Qt when PySide6 is there."""
+
+from __future__ import annotations
+
+import ast
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+MODULE_DIR = Path(__file__).resolve().parents[2]
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "CMBDetector.ui"
+MODULE_FILE = MODULE_DIR / "CMBDetector.py"
+ICON_FILE = MODULE_DIR / "Resources" / "Icons" / "CMBDetector.png"
+CUSTOM_CLASSES = ("qMRMLWidget", "qMRMLNodeComboBox", "ctkCollapsibleButton", "ctkSliderWidget")
+
+
+@pytest.fixture(scope="module")
+def ui_root() -> ET.Element:
+    return ET.parse(UI_FILE).getroot()
+
+
+def widgets(root) -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def module_tree() -> ast.Module:
+    return ast.parse(MODULE_FILE.read_text())
+
+
+def ui_names_used_by_module() -> set[str]:
+    """Every ``self.ui.<name>`` in CMBDetector.py."""
+    return {node.attr for node in ast.walk(module_tree())
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+
+
+def parameter_names() -> set[str]:
+    """Fields of the ``@parameterNodeWrapper`` class."""
+    (cls,) = [n for n in module_tree().body if isinstance(n, ast.ClassDef) and n.name == "CMBDetectorParameterNode"]
+    return {item.target.id for item in cls.body if isinstance(item, ast.AnnAssign)}
+
+
+def test_ui_is_designer_xml_with_qmrmlwidget_root(ui_root):
+    assert ui_root.tag == "ui" and ui_root.get("version") == "4.0"
+    top = ui_root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == "CMBDetector"
+    declared = {c.findtext("class") for c in ui_root.iter("customwidget")}
+    used = {w.get("class") for w in ui_root.iter("widget")}
+    assert used & set(CUSTOM_CLASSES) <= declared
+
+
+def test_sections_are_collapsible_buttons(ui_root):
+    sections = [w for w in ui_root.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
+    assert [s.find("property[@name='text']/string").text for s in sections] == ["Inputs", "Outputs", "Review", "Results"]
+
+
+def test_every_widget_the_module_uses_exists(ui_root):
+    used = ui_names_used_by_module()
+    assert {"applyButton", "cancelButton", "progressBar", "acceptButton", "thresholdSliderWidget"} <= used
+    missing = used - set(widgets(ui_root))
+    assert not missing, f"CMBDetector.py uses self.ui.{sorted(missing)} that CMBDetector.ui lacks"
+
+
+def test_parameter_names_map_to_parameter_node_fields(ui_root):
+    mapped = {w.get("name"): w.find("property[@name='SlicerParameterName']/string").text
+              for w in ui_root.iter("widget") if w.find("property[@name='SlicerParameterName']") is not None}
+    assert set(mapped.values()) <= parameter_names()
+    assert mapped["inputVolumeSelector"] == "inputVolume" and mapped["thresholdSliderWidget"] == "threshold"
+
+
+def test_node_selectors_get_the_scene_and_right_types(ui_root):
+    receivers = {c.findtext("receiver") for c in ui_root.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)" and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    combos = {name: w for name, w in widgets(ui_root).items() if w.get("class") == "qMRMLNodeComboBox"}
+    assert set(combos) == receivers
+
+    def node_types(name):
+        return [s.text for s in combos[name].findall("property[@name='nodeTypes']/stringlist/string")]
+
+    assert node_types("inputVolumeSelector") == ["vtkMRMLScalarVolumeNode"]
+    assert node_types("maskSelector") == ["vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"]
+    assert node_types("outputFiducialSelector") == ["vtkMRMLMarkupsFiducialNode"]
+    assert node_types("outputTableSelector") == ["vtkMRMLTableNode"]
+    fiducials = combos["outputFiducialSelector"]
+    assert fiducials.find("property[@name='noneEnabled']/bool").text == "true"
+    assert fiducials.find("property[@name='addEnabled']/bool").text == "true"
+
+
+def test_module_metadata_and_icon():
+    text = MODULE_FILE.read_text()
+    assert '"Quantification"' in text and "ScriptedLoadableModuleTest" in text
+    assert ICON_FILE.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ui_loads_in_qt_with_placeholder_custom_widgets(ui_root):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    QtCore = pytest.importorskip("PySide6.QtCore")
+    QtWidgets = pytest.importorskip("PySide6.QtWidgets")
+    QtUiTools = pytest.importorskip("PySide6.QtUiTools")
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    loader = QtUiTools.QUiLoader()
+    placeholders = [type(name, (QtWidgets.QWidget,), {}) for name in CUSTOM_CLASSES]  # kept alive while loading
+    for placeholder in placeholders:
+        loader.registerCustomWidget(placeholder)
+    # The MRML signal/slot signatures exist only in Slicer; they are checked in the XML tests above.
+    stripped = ET.fromstring(ET.tostring(ui_root))
+    stripped.remove(stripped.find("connections"))
+    buffer = QtCore.QBuffer()
+    buffer.setData(QtCore.QByteArray(ET.tostring(stripped)))
+    buffer.open(QtCore.QIODevice.ReadOnly)
+    panel = loader.load(buffer)
+    assert panel is not None, loader.errorString()
+    for name in ui_names_used_by_module():
+        assert panel.findChild(QtCore.QObject, name) is not None, name
+    assert panel.findChild(QtWidgets.QPushButton, "applyButton").text() == "Apply"
+    assert panel.findChild(QtWidgets.QComboBox, "sensitivityComboBox").count() == 4
+    panel.deleteLater()
+    app.processEvents()
