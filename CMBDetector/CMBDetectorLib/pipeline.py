@@ -50,7 +50,7 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
     report = report or StageReporter()
     timings: dict[str, float] = {}
     report("Checking input", 0.0)
-    prepared = prepare_input(array, geometry, mask=mask)
+    prepared = prepare_input(array, geometry, mask=mask, echo=config.echo)
     warnings = list(prepared.warnings)
     device, device_warnings = select_device(config.device)
     warnings += device_warnings

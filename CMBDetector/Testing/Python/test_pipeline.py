@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from CMBDetectorLib.config import DetectorConfig
+from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.evaluation.metrics import match_detections
 from CMBDetectorLib.geometry import read_image
 from CMBDetectorLib.pipeline import detect
@@ -96,3 +97,10 @@ def test_user_mask_limits_the_search():
     for d in result.detections:
         i, j, k = np.round(d.ijk).astype(int)
         assert k0 - 22 <= k < k0 + 22 and j0 - 42 <= j < j0 + 42 and i0 - 42 <= i < i0 + 42
+
+
+def test_echo_choice_reaches_validation():
+    array, geometry = sample()
+    multi_echo = np.stack([array, np.full_like(array, 7)], axis=-1)
+    with pytest.raises(CMBDetectorError, match="(?i)constant"):
+        detect(multi_echo, geometry, DetectorConfig(echo=1, use_yolo=False))
