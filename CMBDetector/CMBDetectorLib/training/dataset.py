@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,16 @@ def find_annotated_scans(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _synthetic_examples(seed: int) -> ScanExamples:
+def _ranker(models_dir: Path | None):
+    """The CNN in ``models_dir`` as a hard-negative ranker (None: rank by blob strength)."""
+    if models_dir is None:
+        return None
+    from ..cnn import CandidateClassifier
+
+    return CandidateClassifier(models_dir, "cpu").score
+
+
+def _synthetic_examples(seed: int, mine_with: Path | None = None) -> ScanExamples:
     from ..synth import generate_scan
 
     rng = np.random.default_rng(seed)
@@ -58,22 +68,25 @@ def _synthetic_examples(seed: int) -> ScanExamples:
     cmbs = [o for o in scan.objects if o.is_cmb]
     centres = np.array([o.center_ras for o in cmbs], dtype=float).reshape(-1, 3)
     diameters = np.array([o.diameter_mm for o in cmbs], dtype=float)
-    return scan_examples(scan.magnitude, scan.geometry, centres, diameters, np.random.default_rng(seed))
+    return scan_examples(scan.magnitude, scan.geometry, centres, diameters, np.random.default_rng(seed),
+                         ranker=_ranker(mine_with))
 
 
-def _file_examples(pair: tuple[Path, Path]) -> ScanExamples:
+def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None) -> ScanExamples:
     array, geometry = read_image(pair[0])
     centres, diameters = read_annotations(pair[1])
-    return scan_examples(array, geometry, centres, diameters, np.random.default_rng(len(str(pair[0]))))
+    return scan_examples(array, geometry, centres, diameters, np.random.default_rng(len(str(pair[0]))),
+                         ranker=_ranker(mine_with))
 
 
-def build(sources, out_path: Path, workers: int = 2) -> Path:
-    """Examples from synthetic seeds (ints) or annotated (image, csv) pairs into one ``.npz``."""
+def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = None) -> Path:
+    """Examples from synthetic seeds (ints) or annotated (image, csv) pairs into one ``.npz``;
+    ``mine_with`` (a models folder) picks negatives that folder's CNN gets most wrong."""
     sources = list(sources)
     fn = _synthetic_examples if sources and isinstance(sources[0], int) else _file_examples
     parts: list[ScanExamples] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for n, part in enumerate(pool.map(fn, sources), 1):
+        for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with), sources), 1):
             parts.append(part)
             print(f"[dataset] {n}/{len(sources)} scans, {int(part.cube_labels.sum())} positive cubes", flush=True)
     boxes = [b for p in parts for b in p.boxes]
@@ -98,6 +111,8 @@ def main(argv=None):
     source.add_argument("--folder", type=Path, help="folder of NIfTI scans + CSV annotations")
     parser.add_argument("--out", type=Path, required=True, help="output .npz")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mine-with", type=Path, metavar="MODELS_DIR",
+                        help="hard-negative mining: pick the negatives this folder's CNN scores highest")
     args = parser.parse_args(argv)
     if args.synthetic:
         first, last = (int(v) for v in args.synthetic.split(":"))
@@ -106,7 +121,7 @@ def main(argv=None):
         sources = find_annotated_scans(args.folder)
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
-    build(sources, args.out, workers=args.workers)
+    build(sources, args.out, workers=args.workers, mine_with=args.mine_with)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ scans (NIfTI + CSV of CMB centres in RAS mm) alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from ..yolo_rescore import BOX_MARGIN_MM, CROP_VOXELS, UPSCALE
 
 MATCH_MARGIN_MM = 2.0
 MIN_BOX_MM = 4.0
+
+Ranker = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -44,10 +47,13 @@ def match_candidates(points_mm: np.ndarray, cmb_mm: np.ndarray, cmb_diam: np.nda
 
 def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_diam: np.ndarray,
                   rng: np.random.Generator, hard_negatives: int = 50, random_negatives: int = 50,
-                  crop_negatives: int = 40, jitter_px: int = 8) -> ScanExamples:
+                  crop_negatives: int = 40, jitter_px: int = 8, ranker: Ranker | None = None) -> ScanExamples:
     """Examples of one scan: cubes on every matched candidate, on each true microbleed (jittered)
-    and on the strongest plus some random unmatched candidates; axial crops around the positives
-    and the first ``crop_negatives`` negatives, with the microbleeds' boxes."""
+    and on the hardest plus some random unmatched candidates; axial crops around the positives
+    and the first ``crop_negatives`` negatives, with the microbleeds' boxes.
+
+    Hardest means the strongest blobs, or, with ``ranker(image, kji) -> scores`` (e.g. the current
+    CNN), the mimics that model scores highest: hard-negative mining."""
     pre = preprocess(array.astype(np.float32), geometry)
     cands = find_candidates(pre.image, pre.mask)
     cmb_ras = np.asarray(cmb_ras, dtype=float).reshape(-1, 3)
@@ -60,6 +66,8 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     hit = match_candidates(points_mm, pre.geometry.ijk_to_ras_points(cmb_kji[:, ::-1]) if len(cmb_kji) else
                            np.zeros((0, 3)), cmb_diam)
     unmatched = np.flatnonzero(hit < 0)
+    if ranker is not None and len(unmatched):
+        unmatched = unmatched[np.argsort(-ranker(pre.image, cands.kji[unmatched]), kind="stable")]
     rest = unmatched[hard_negatives:]
     negatives = np.concatenate([unmatched[:hard_negatives],
                                 rng.choice(rest, size=min(random_negatives, len(rest)), replace=False)])

@@ -93,3 +93,31 @@ def test_blob_detected_on_right_voxel_in_oblique_anisotropic_volume(left_handed)
     assert len(dets) == 1
     assert np.linalg.norm(np.subtract(dets[0].ijk, blob[2::-1]) * g.spacing) <= 1.5
     np.testing.assert_allclose(dets[0].ras, g.ijk_to_ras_points(dets[0].ijk)[0], atol=1e-6)
+
+
+def test_training_examples_label_matches_and_mine_hard_negatives():
+    from CMBDetectorLib.training.examples import scan_examples
+
+    blob = (24, 32, 20, 2.0)
+    mimics = [(20, 20, 40, 2.0), (28, 44, 36, 2.5), (16, 36, 28, 1.5)]  # dark spots that are not CMBs
+    image, g = head_phantom(blobs=[blob, *mimics])
+    cmb_ras = g.ijk_to_ras_points([[blob[2], blob[1], blob[0]]])
+    plain = scan_examples(image, g, cmb_ras, np.array([4.0]), np.random.default_rng(0), hard_negatives=3,
+                          random_negatives=0, crop_negatives=1)
+    assert plain.cube_labels.sum() >= 2  # the matched candidate and the jittered centre
+    assert plain.cube_labels[-1] == 0 and len(plain.boxes) == len(plain.crops)
+    assert any(len(b) for b in plain.boxes)
+
+    seen = []
+
+    def ranker(img, kji):  # a model that is most wrong about the weakest blobs
+        seen.append(len(kji))
+        return np.arange(len(kji), dtype=float)
+
+    mined = scan_examples(image, g, cmb_ras, np.array([4.0]), np.random.default_rng(0), hard_negatives=1,
+                          random_negatives=0, crop_negatives=1, ranker=ranker)
+    strongest = scan_examples(image, g, cmb_ras, np.array([4.0]), np.random.default_rng(0), hard_negatives=1,
+                              random_negatives=0, crop_negatives=1)
+    assert seen and seen[0] >= 2
+    assert mined.cube_labels[-1] == 0 and strongest.cube_labels[-1] == 0
+    assert not np.array_equal(mined.cubes[-1], strongest.cubes[-1])
