@@ -35,7 +35,8 @@ def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator
 
 
 def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, width: int = 8, seed: int = 0,
-          device: str = "cpu") -> dict:
+          device: str = "cpu", init: Path | None = None) -> dict:
+    """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans)."""
     import torch
 
     torch.manual_seed(seed)
@@ -46,7 +47,12 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
     order = rng.permutation(len(labels))
     n_val = max(1, len(order) // 6)
     val, tr = order[:n_val], order[n_val:]
-    model = build_model(width).to(device)
+    model = build_model(width)
+    if init is not None:
+        from ..validation import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(init, required_keys=("state_dict",))["state_dict"])
+    model.to(device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = -(-len(epoch_indices(labels, tr, np.random.default_rng(seed))) // batch_size)
@@ -73,7 +79,8 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         if auc >= best["val_auc"]:
             best = {"val_auc": auc, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
     checkpoint = {"state_dict": best["state_dict"], "width": width, "patch_size": PATCH_SIZE,
-                  "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed}
+                  "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed,
+                  "init": str(init) if init else ""}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     print(f"[cnn] saved {out} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})", flush=True)
@@ -99,8 +106,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    parser.add_argument("--init", type=Path, help="checkpoint to fine-tune from")
     args = parser.parse_args(argv)
-    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device)
+    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init)
 
 
 def _cuda() -> bool:
