@@ -36,7 +36,7 @@ VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
 
-def profile_scan(device: str) -> dict:
+def profile_scan(device: str, models_dir: Path) -> dict:
     """Runtime and peak RSS of ``detect`` on a 256x256x128 SWI scan, in a fresh process."""
     from CMBDetectorLib.synth import generate_scan, sample_protocol
 
@@ -46,7 +46,8 @@ def profile_scan(device: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "profile.nii.gz"
         write_image(path, scan.magnitude, scan.geometry)
-        cmd = [sys.executable, "-m", "CMBDetectorLib.evaluation.profile", str(path), "--device", device]
+        cmd = [sys.executable, "-m", "CMBDetectorLib.evaluation.profile", str(path), "--device", device,
+               "--models-dir", str(models_dir)]
         out = subprocess.run(cmd, cwd=ROOT / "CMBDetector", capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT / "CMBDetector")})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -94,9 +95,12 @@ def main(argv=None):
     parser.add_argument("--validation", action="store_true",
                         help="use the validation seeds (for tuning the threshold), not the test seeds")
     parser.add_argument("--no-profile", action="store_true", help="skip the runtime / memory profile")
+    parser.add_argument("--models-dir", type=Path, default=None, help="weights to test (default: shipped)")
     parser.add_argument("--readme", action="store_true", help="refresh the README's benchmark section")
     args = parser.parse_args(argv)
     config = DetectorConfig(device=args.device)
+    if args.models_dir:
+        config.models_dir = args.models_dir.resolve()
     outcomes, n_gre = [], 0
     t0 = time.perf_counter()
     for n in range(args.n):
@@ -108,9 +112,9 @@ def main(argv=None):
     import torch
 
     machine = f"{os.cpu_count()} CPU cores"
-    profiles = [] if args.no_profile else [dict(profile_scan("cpu"), machine=machine)]
+    profiles = [] if args.no_profile else [dict(profile_scan("cpu", config.models_dir), machine=machine)]
     if torch.cuda.is_available() and not args.no_profile:
-        profiles.append(dict(profile_scan("cuda"), machine=torch.cuda.get_device_name(0)))
+        profiles.append(dict(profile_scan("cuda", config.models_dir), machine=torch.cuda.get_device_name(0)))
     results = {
         "seeds": "validation" if args.validation else "test", "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),

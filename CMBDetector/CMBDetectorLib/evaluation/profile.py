@@ -10,6 +10,9 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
+
+from ..config import MODELS_DIR
 
 
 def main(argv=None):
@@ -17,6 +20,7 @@ def main(argv=None):
     parser.add_argument("image")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     args = parser.parse_args(argv)
 
     import torch
@@ -29,7 +33,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     array, geometry = read_image(args.image)
     t = time.perf_counter()
-    result = detect(array, geometry, DetectorConfig(device=args.device))
+    result = detect(array, geometry, DetectorConfig(device=args.device, models_dir=args.models_dir))
     total = time.perf_counter() - t
     print(json.dumps({
         "shape_ijk": list(array.shape[::-1]), "device": result.device, "total_s": round(total, 2),
