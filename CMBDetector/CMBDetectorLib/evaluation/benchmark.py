@@ -28,7 +28,6 @@ class ScanOutcome:
     gt_ras: np.ndarray
     gt_diam: np.ndarray
     variants: dict  # name -> (det_ras (N,3), det_scores (N,)) at threshold 0
-    timings: dict
 
 
 def test_scan(n: int, seed0: int = TEST_SEED0):
@@ -56,13 +55,9 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     ):
         result = select(scored, scores, floor)
         ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
-        score = np.array([_variant_score(d, name) for d in result.detections])
+        score = np.array([d.score for d in result.detections])  # select() stores the variant's score
         variants[name] = (ras, score)
-    return ScanOutcome(gt_ras, gt_diam, variants, scored.timings)
-
-
-def _variant_score(detection, name: str) -> float:
-    return {"candidates": detection.candidate_score, "cnn": detection.cnn_score}.get(name, detection.score)
+    return ScanOutcome(gt_ras, gt_diam, variants)
 
 
 def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float) -> dict:
