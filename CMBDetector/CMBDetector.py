@@ -56,8 +56,9 @@ class CMBDetector(ScriptedLoadableModule):
         self.parent.contributors = ["CMBDetector contributors"]
         self.parent.helpText = _("""
 Detects cerebral microbleeds (CMBs) on SWI or T2*-GRE magnitude MRI and helps review them:
-candidate search, a 3D CNN and optional YOLO rescoring produce scored points, which you accept or
-reject one by one (keys A / R, N / P to step). Missed microbleeds can be placed by hand.
+candidate search, a 3D CNN and optional YOLO rescoring (fused into one probability) produce
+scored points, which you accept or reject one by one (keys A / R, N / P to step). Missed
+microbleeds can be placed by hand.
 Accepted + reader-placed points make the final count. Research use only, not a medical device.
 """)
         self.parent.acknowledgementText = _("""

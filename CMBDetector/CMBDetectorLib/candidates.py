@@ -13,7 +13,7 @@ from scipy import ndimage
 
 SIGMAS_MM = (0.8, 1.2, 1.7, 2.4, 3.2)
 MIN_RESPONSE = 0.04
-MAX_CANDIDATES = 2000
+MAX_CANDIDATES = 4000
 
 
 @dataclass

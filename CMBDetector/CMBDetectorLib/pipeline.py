@@ -1,6 +1,7 @@
 """One call from a magnitude volume and its geometry to microbleed detections.
 
-volume -> validation -> preprocessing -> candidates -> 3D CNN -> YOLO rescoring -> NMS -> detections
+volume -> validation -> preprocessing -> candidates -> 3D CNN -> YOLO rescoring -> score fusion
+-> NMS -> detections
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from .candidates import Candidates, find_candidates
 from .cnn import CandidateClassifier
 from .config import DetectorConfig
+from .fusion import ScoreFusion, fusion_inputs
 from .geometry import Geometry
 from .postprocess import nms_3d, to_detections
 from .preprocessing import Preprocessed, preprocess
@@ -21,7 +23,7 @@ from .results import DetectionResult
 from .validation import PreparedInput, prepare_input, run_with_gpu_fallback, select_device
 from .yolo_rescore import YoloRescorer
 
-# Candidates the CNN scores below this never reach YOLO (they cannot pass any preset).
+# Candidates the CNN scores below this never reach YOLO; their final score is 0.
 CNN_GATE = 0.15
 
 
@@ -39,14 +41,9 @@ class ScoredCandidates:
     warnings: list[str] = field(default_factory=list)
 
 
-def combine_scores(cnn: np.ndarray, yolo: np.ndarray | None) -> np.ndarray:
-    """Final score: the mean of the CNN and YOLO probabilities (CNN alone without YOLO)."""
-    return cnn if yolo is None else (cnn + np.nan_to_num(yolo)) / 2
-
-
 def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConfig, mask=None,
-                     report: StageReporter | None = None, yolo_gate: float = CNN_GATE) -> ScoredCandidates:
-    """Run every stage up to the scores; YOLO looks only at candidates with CNN >= ``yolo_gate``."""
+                     report: StageReporter | None = None) -> ScoredCandidates:
+    """Run every stage up to the scores; YOLO looks only at candidates with CNN >= ``CNN_GATE``."""
     report = report or StageReporter()
     timings: dict[str, float] = {}
     report("Checking input", 0.0)
@@ -75,7 +72,7 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
     if config.use_yolo:
         report("YOLO rescoring", 0.75)
         t = time.perf_counter()
-        look = np.flatnonzero(cnn >= yolo_gate)
+        look = np.flatnonzero(cnn >= CNN_GATE)
         yolo = np.full(len(cands), np.nan, dtype=np.float32)
         yolo[look] = run_with_gpu_fallback(
             lambda dev: YoloRescorer(config.models_dir, dev).score(
@@ -83,6 +80,23 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
             device, warnings)
         timings["yolo"] = time.perf_counter() - t
     return ScoredCandidates(prepared, pre, cands, cnn, yolo, device, timings, warnings)
+
+
+def fusion_rows(scored: ScoredCandidates) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the candidates YOLO scored and their score-fusion inputs."""
+    look = np.flatnonzero(np.isfinite(scored.yolo))
+    return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre")
+
+
+def final_scores(scored: ScoredCandidates, models_dir) -> np.ndarray:
+    """Fused probability for every candidate YOLO scored, 0 for the rest; the CNN's without YOLO."""
+    if scored.yolo is None:
+        return scored.cnn
+    fusion = ScoreFusion.load(models_dir)
+    look, rows = fusion_rows(scored)
+    final = np.zeros(len(scored.candidates), dtype=np.float32)
+    final[look] = fusion.score(rows)
+    return final
 
 
 def select(scored: ScoredCandidates, scores: np.ndarray, threshold: float) -> DetectionResult:
@@ -106,10 +120,16 @@ def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None 
     """Detect microbleeds in a ``[k, j, i]`` magnitude volume; raises ``CMBDetectorError`` on bad input."""
     config = config or DetectorConfig()
     report = StageReporter(progress, cancel)
-    scored = score_candidates(array, geometry, config, mask, report, yolo_gate=min(CNN_GATE, config.threshold))
+    scored = score_candidates(array, geometry, config, mask, report)
+    final = scored.cnn
+    if config.use_yolo:
+        report("Score fusion", 0.93)
+        t = time.perf_counter()
+        final = final_scores(scored, config.models_dir)
+        scored.timings["fusion"] = time.perf_counter() - t
     report("Post-processing", 0.95)
     t = time.perf_counter()
-    result = select(scored, combine_scores(scored.cnn, scored.yolo), config.threshold)
+    result = select(scored, final, config.threshold)
     result.timings["postprocessing"] = time.perf_counter() - t
     report("Done", 1.0)
     return result

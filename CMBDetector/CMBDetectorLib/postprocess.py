@@ -11,12 +11,16 @@ from .results import Detection
 def nms_3d(points_mm: np.ndarray, scores: np.ndarray, diameters_mm: np.ndarray, min_gap_mm: float = 1.0) -> np.ndarray:
     """Indices kept, best first: a hit is dropped when it lies inside a better hit's sphere
     (its radius + ``min_gap_mm``), which also merges duplicates of one lesion."""
-    order = np.argsort(-scores, kind="stable")
-    kept: list[int] = []
-    for n in order:
-        if all(np.linalg.norm(points_mm[n] - points_mm[m]) > diameters_mm[m] / 2 + min_gap_mm for m in kept):
-            kept.append(int(n))
-    return np.asarray(kept, dtype=int)
+    points_mm = np.asarray(points_mm, dtype=float).reshape(-1, 3)
+    reach = np.asarray(diameters_mm, dtype=float) / 2 + min_gap_mm
+    kept = np.empty(len(points_mm), dtype=int)
+    n_kept = 0
+    for n in np.argsort(-np.asarray(scores), kind="stable"):
+        k = kept[:n_kept]
+        if not np.any(np.sum((points_mm[k] - points_mm[n]) ** 2, axis=1) <= reach[k] ** 2):
+            kept[n_kept] = n
+            n_kept += 1
+    return kept[:n_kept].copy()
 
 
 def to_detections(kji_work: np.ndarray, work: Geometry, source: Geometry, source_shape, diameters_mm,

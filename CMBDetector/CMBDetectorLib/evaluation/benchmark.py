@@ -13,8 +13,8 @@ import numpy as np
 
 from ..candidates import MIN_RESPONSE
 from ..config import DetectorConfig
-from ..pipeline import CNN_GATE, combine_scores, score_candidates, select
-from .metrics import lesion_metrics, match_detections, subject_metrics
+from ..pipeline import final_scores, score_candidates, select
+from .metrics import MATCH_MARGIN_MM, lesion_metrics, match_detections, subject_metrics
 
 TEST_SEED0 = 100_000
 VALIDATION_SEED0 = 50_000
@@ -28,6 +28,9 @@ class ScanOutcome:
     gt_ras: np.ndarray
     gt_diam: np.ndarray
     variants: dict  # name -> (det_ras (N,3), det_scores (N,)) at threshold 0
+    protocol: str = ""  # "3D SWI" or "2D GRE"
+    candidate_hits: int = 0  # microbleeds with a candidate within radius + 2 mm, before suppression
+    n_candidates: int = 0
 
 
 def test_scan(n: int, seed0: int = TEST_SEED0):
@@ -45,19 +48,24 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     cmbs = [o for o in scan.objects if o.is_cmb]
     gt_ras = np.array([o.center_ras for o in cmbs], dtype=float).reshape(-1, 3)
     gt_diam = np.array([o.diameter_mm for o in cmbs], dtype=float)
-    scored = score_candidates(scan.magnitude, scan.geometry, config, yolo_gate=CNN_GATE)
+    scored = score_candidates(scan.magnitude, scan.geometry, config)
     variants = {}
     response = scored.candidates.response
     for name, scores, floor in (
         ("candidates", response, MIN_RESPONSE),
         ("cnn", scored.cnn, 0.0),
-        ("cnn+yolo", combine_scores(scored.cnn, scored.yolo), 0.0),
+        ("cnn+yolo", (scored.cnn + np.nan_to_num(scored.yolo)) / 2, 0.0),  # plain mean, before the fusion
+        ("fused", final_scores(scored, config.models_dir), 0.0),
     ):
         result = select(scored, scores, floor)
         ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
         score = np.array([d.score for d in result.detections])  # select() stores the variant's score
         variants[name] = (ras, score)
-    return ScanOutcome(gt_ras, gt_diam, variants)
+    cand_ras = scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[:, ::-1]) if len(response) else np.zeros((0, 3))
+    dist = np.linalg.norm(gt_ras[:, None, :] - cand_ras[None, :, :], axis=2)
+    hits = int((dist <= gt_diam[:, None] / 2 + MATCH_MARGIN_MM).any(axis=1).sum()) if len(cand_ras) else 0
+    return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
+                       hits, len(response))
 
 
 def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float) -> dict:

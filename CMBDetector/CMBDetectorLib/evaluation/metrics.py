@@ -22,8 +22,11 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+MATCH_MARGIN_MM = 2.0  # a hit lies within the microbleed's radius + this
+
+
 def match_detections(det_ras: np.ndarray, det_scores: np.ndarray, gt_ras: np.ndarray, gt_diam: np.ndarray,
-                     margin_mm: float = 2.0) -> np.ndarray:
+                     margin_mm: float = MATCH_MARGIN_MM) -> np.ndarray:
     """Greedy one-to-one matching, best score first: a detection is a true positive when its
     centre lies within a microbleed's radius + ``margin_mm``. Returns the matched GT index or -1."""
     det_ras = np.asarray(det_ras, dtype=float).reshape(-1, 3)

@@ -59,12 +59,15 @@ def _ranker(models_dir: Path | None):
     return CandidateClassifier(models_dir, "cpu").score
 
 
-def _synthetic_examples(seed: int, mine_with: Path | None = None) -> ScanExamples:
-    from ..synth import generate_scan
+def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: int = 0) -> ScanExamples:
+    from ..synth import generate_scan, sample_protocol
 
     rng = np.random.default_rng(seed)
     n_cmb = 0 if rng.random() < NEGATIVE_SCAN_FRACTION else int(rng.integers(2, 13))
-    scan = generate_scan(seed, n_cmb=n_cmb)
+    protocol = None
+    if gre15_every and seed % gre15_every == 0:
+        protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5)
+    scan = generate_scan(seed, protocol=protocol, n_cmb=n_cmb)
     cmbs = [o for o in scan.objects if o.is_cmb]
     centres = np.array([o.center_ras for o in cmbs], dtype=float).reshape(-1, 3)
     diameters = np.array([o.diameter_mm for o in cmbs], dtype=float)
@@ -72,21 +75,22 @@ def _synthetic_examples(seed: int, mine_with: Path | None = None) -> ScanExample
                          ranker=_ranker(mine_with))
 
 
-def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None) -> ScanExamples:
+def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None, gre15_every: int = 0) -> ScanExamples:
     array, geometry = read_image(pair[0])
     centres, diameters = read_annotations(pair[1])
     return scan_examples(array, geometry, centres, diameters, np.random.default_rng(len(str(pair[0]))),
                          ranker=_ranker(mine_with))
 
 
-def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = None) -> Path:
+def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = None, gre15_every: int = 0) -> Path:
     """Examples from synthetic seeds (ints) or annotated (image, csv) pairs into one ``.npz``;
-    ``mine_with`` (a models folder) picks negatives that folder's CNN gets most wrong."""
+    ``mine_with`` (a models folder) picks negatives that folder's CNN gets most wrong;
+    ``gre15_every`` > 0 makes every such seed a 1.5 T thick-slice 2D GRE (the hardest protocol)."""
     sources = list(sources)
     fn = _synthetic_examples if sources and isinstance(sources[0], int) else _file_examples
     parts: list[ScanExamples] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with), sources), 1):
+        for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with, gre15_every=gre15_every), sources), 1):
             parts.append(part)
             print(f"[dataset] {n}/{len(sources)} scans, {int(part.cube_labels.sum())} positive cubes", flush=True)
     boxes = [b for p in parts for b in p.boxes]
@@ -113,6 +117,8 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mine-with", type=Path, metavar="MODELS_DIR",
                         help="hard-negative mining: pick the negatives this folder's CNN scores highest")
+    parser.add_argument("--gre15-every", type=int, default=0, metavar="N",
+                        help="synthetic only: seeds divisible by N are 1.5 T 2D GRE scans")
     args = parser.parse_args(argv)
     if args.synthetic:
         first, last = (int(v) for v in args.synthetic.split(":"))
@@ -121,7 +127,7 @@ def main(argv=None):
         sources = find_annotated_scans(args.folder)
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
-    build(sources, args.out, workers=args.workers, mine_with=args.mine_with)
+    build(sources, args.out, workers=args.workers, mine_with=args.mine_with, gre15_every=args.gre15_every)
 
 
 if __name__ == "__main__":

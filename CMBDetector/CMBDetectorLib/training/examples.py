@@ -17,9 +17,9 @@ from ..cnn import PATCH_SIZE
 from ..geometry import Geometry
 from ..patches import extract_axial_crops, extract_patches
 from ..preprocessing import preprocess
+from ..evaluation.metrics import MATCH_MARGIN_MM
 from ..yolo_rescore import BOX_MARGIN_MM, CROP_VOXELS, UPSCALE
 
-MATCH_MARGIN_MM = 2.0
 MIN_BOX_MM = 4.0
 
 Ranker = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -39,15 +39,17 @@ def write_yolo_dataset(data: list[Path], root: Path, seed: int = 0, val_fraction
     return yaml
 
 
-def train(data: list[Path], out: Path, epochs: int = 20, seed: int = 0, device: str = "cpu", batch: int = 64) -> Path:
+def train(data: list[Path], out: Path, epochs: int = 20, seed: int = 0, device: str = "cpu", batch: int = 64,
+          init: Path | None = None) -> Path:
+    """Train from ``yolov8n.yaml`` (random weights), or fine-tune the checkpoint ``init``."""
     os.environ["YOLO_OFFLINE"] = "1"
     from ultralytics import YOLO
 
     with tempfile.TemporaryDirectory(prefix="cmb_yolo_") as tmp:
         yaml = write_yolo_dataset(data, Path(tmp) / "data", seed)
-        model = YOLO("yolov8n.yaml", task="detect")
+        model = YOLO(str(init) if init else "yolov8n.yaml", task="detect")
         model.train(data=str(yaml), imgsz=IMAGE_SIZE, epochs=epochs, batch=batch, device=device, amp=False,
-                    pretrained=False, seed=seed, deterministic=True, workers=0, plots=False,
+                    pretrained=init is not None, seed=seed, deterministic=True, workers=0, plots=False,
                     project=str(Path(tmp) / "runs"), name="cmb", exist_ok=True, verbose=False,
                     hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, degrees=0.0, fliplr=0.5, flipud=0.5, mosaic=0.5,
                     scale=0.2, translate=0.1, close_mosaic=3, patience=100)
@@ -65,8 +67,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--init", type=Path, help="checkpoint to fine-tune from")
     args = parser.parse_args(argv)
-    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device)
+    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init)
 
 
 if __name__ == "__main__":

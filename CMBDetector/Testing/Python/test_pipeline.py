@@ -58,7 +58,7 @@ def test_sample_detections_are_consistent_and_inside_volume():
         assert all(-0.5 <= c <= n - 0.5 for c, n in zip(d.ijk, array.shape[::-1]))
         np.testing.assert_allclose(d.ras, geometry.ijk_to_ras_points(d.ijk)[0], atol=1e-6)
         assert d.score >= DetectorConfig().threshold and d.yolo_score is not None
-        assert d.score == pytest.approx((d.cnn_score + d.yolo_score) / 2)
+        assert 0.0 <= d.score <= 1.0
         assert 1.0 <= d.diameter_mm <= 15.0
 
 
@@ -66,14 +66,14 @@ def test_progress_names_every_stage_in_order():
     _, stages = sample_result()
     names = [s for s, _ in stages]
     assert names == ["Checking input", "Preprocessing", "Finding candidates", "3D CNN", "YOLO rescoring",
-                     "Post-processing", "Done"]
+                     "Score fusion", "Post-processing", "Done"]
     fractions = [f for _, f in stages]
     assert fractions == sorted(fractions)
 
 
 def test_without_yolo_scores_are_cnn_only():
     result, stages = sample_result(use_yolo=False)
-    assert "YOLO rescoring" not in [s for s, _ in stages]
+    assert not {"YOLO rescoring", "Score fusion"} & {s for s, _ in stages}
     assert all(d.yolo_score is None and d.score == d.cnn_score for d in result.detections)
 
 

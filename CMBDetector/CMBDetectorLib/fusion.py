@@ -1,0 +1,92 @@
+"""Learned fusion of the CNN and YOLO scores into the final score.
+
+A logistic regression over the two models' logits and a thick-slice indicator (the models'
+scores mean different things on 4-5 mm 2D GRE than on thin 3D SWI), fitted on synthetic scans
+neither model was trained on (:mod:`.training.train_fusion`). Its output is the probability that
+a candidate is a microbleed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CMBDetectorError
+
+FUSION_WEIGHTS = "cmb_fusion.json"
+FEATURES = ("cnn_logit", "yolo_logit", "thick_slices")
+_EPS = 1e-3
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.nan_to_num(np.asarray(p, dtype=np.float64), nan=0.0), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray, thick_slices: bool) -> np.ndarray:
+    """(N, len(FEATURES)) design matrix; a missing (NaN) YOLO score counts as 0."""
+    return np.column_stack([_logit(cnn), _logit(yolo), np.full(len(cnn), float(thick_slices))])
+
+
+@dataclass
+class ScoreFusion:
+    """Standardised logistic regression: p = sigmoid(((x - mean) / scale) · weights + bias)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        z = ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+        return (1 / (1 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50) -> ScoreFusion:
+        """Maximum-likelihood fit with an L2 penalty (Newton's method, classes weighted equally)."""
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if y.min() == y.max():
+            raise CMBDetectorError("Fitting the score fusion needs both microbleeds and mimics.")
+        mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+        z = np.column_stack([(x - mean) / scale, np.ones(len(x))])
+        sample_w = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+        penalty = np.full(z.shape[1], l2)
+        penalty[-1] = 0.0
+        beta = np.zeros(z.shape[1])
+        for _ in range(iterations):
+            p = 1 / (1 + np.exp(-np.clip(z @ beta, -30, 30)))
+            grad = z.T @ (sample_w * (p - y)) + penalty * beta
+            hess = (z * (sample_w * p * (1 - p))[:, None]).T @ z + np.diag(penalty)
+            step = np.linalg.solve(hess, grad)
+            beta -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        return cls(mean, scale, beta[:-1], float(beta[-1]))
+
+    def save(self, path: Path, metadata: dict | None = None) -> None:
+        data = {"features": list(FEATURES), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "weights": self.weights.tolist(), "bias": self.bias, **(metadata or {})}
+        Path(path).write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, models_dir: Path) -> ScoreFusion:
+        """Read ``cmb_fusion.json``; a missing, corrupt or mismatched file is a clear error."""
+        from .validation import RETRAIN_HINT
+
+        path = Path(models_dir) / FUSION_WEIGHTS
+        if not path.is_file():
+            raise CMBDetectorError(f"Score fusion weights not found: {path}. {RETRAIN_HINT}")
+        try:
+            data = json.loads(path.read_text())
+            if tuple(data["features"]) != FEATURES:
+                raise ValueError(f"features {data['features']} differ from {list(FEATURES)}")
+            fusion = cls(np.asarray(data["mean"], float), np.asarray(data["scale"], float),
+                         np.asarray(data["weights"], float), float(data["bias"]))
+            if not (len(fusion.mean) == len(fusion.scale) == len(fusion.weights) == len(FEATURES)):
+                raise ValueError("vector lengths differ from the feature list")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CMBDetectorError(f"Score fusion weights {path} are corrupt ({exc}). {RETRAIN_HINT}") from None
+        return fusion

@@ -1,0 +1,92 @@
+"""Fit the score fusion (:mod:`CMBDetectorLib.fusion`) on scans the CNN and YOLO never saw.
+
+Every scan goes through the full pipeline with the models in ``--models-dir``; each candidate
+the CNN lets through to YOLO becomes one row (CNN and YOLO scores, slice thickness), labelled by
+whether it hits a microbleed (centre within radius + 2 mm). Sources are the benchmark's fusion
+seeds (synthetic) or a folder of NIfTI + CSV annotations as for :mod:`.dataset`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..config import MODELS_DIR, DetectorConfig
+from ..fusion import FUSION_WEIGHTS, ScoreFusion
+from ..geometry import Geometry, read_image
+from ..pipeline import fusion_rows, score_candidates
+from .dataset import find_annotated_scans, read_annotations
+from .examples import match_candidates
+
+FUSION_SEED0 = 60_000  # disjoint from training (< 10 000), validation (50 000+) and test (100 000+)
+
+
+def scan_rows(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_diam: np.ndarray,
+              models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Fusion inputs and labels of the candidates of one scan that reach the YOLO stage."""
+    import torch
+
+    torch.set_num_threads(1)
+    scored = score_candidates(array, geometry, DetectorConfig(device="cpu", models_dir=models_dir))
+    look, x = fusion_rows(scored)
+    points = scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[look][:, ::-1]) if len(look) else np.zeros((0, 3))
+    y = match_candidates(points, np.asarray(cmb_ras, float).reshape(-1, 3), np.asarray(cmb_diam, float)) >= 0
+    return x, y.astype(np.float64)
+
+
+def _synthetic_rows(n: int, models_dir: Path):
+    from ..evaluation.benchmark import test_scan
+
+    scan = test_scan(n, FUSION_SEED0)
+    cmbs = [o for o in scan.objects if o.is_cmb]
+    return scan_rows(scan.magnitude, scan.geometry, np.array([o.center_ras for o in cmbs]).reshape(-1, 3),
+                     np.array([o.diameter_mm for o in cmbs]), models_dir)
+
+
+def _file_rows(pair: tuple[Path, Path], models_dir: Path):
+    array, geometry = read_image(pair[0])
+    return scan_rows(array, geometry, *read_annotations(pair[1]), models_dir)
+
+
+def fit(sources, models_dir: Path, out: Path, workers: int = 2, l2: float = 1.0) -> ScoreFusion:
+    """Rows from every source (ints: fusion seeds; (image, csv) pairs: real scans), then the fit."""
+    sources = list(sources)
+    fn = _synthetic_rows if sources and isinstance(sources[0], int) else _file_rows
+    xs, ys = [], []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for n, (x, y) in enumerate(pool.map(partial(fn, models_dir=models_dir), sources), 1):
+            xs.append(x)
+            ys.append(y)
+            print(f"[fusion] {n}/{len(sources)} scans, {len(y)} rows, {int(y.sum())} on microbleeds", flush=True)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    fusion = ScoreFusion.fit(x, y, l2=l2)
+    fusion.save(out, {"n_scans": len(sources), "n_rows": int(len(y)), "n_positive": int(y.sum()), "l2": l2})
+    print(f"[fusion] saved {out} ({len(y)} rows, {int(y.sum())} positive)", flush=True)
+    return fusion
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--synthetic", type=int, metavar="N", help=f"the first N fusion seeds ({FUSION_SEED0}+)")
+    source.add_argument("--folder", type=Path, help="folder of NIfTI scans + CSV annotations")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="CNN and YOLO weights to fuse")
+    parser.add_argument("--out", type=Path, help=f"output JSON (default: <models-dir>/{FUSION_WEIGHTS})")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
+    args = parser.parse_args(argv)
+    if args.synthetic is not None:
+        sources = list(range(args.synthetic))
+    else:
+        sources = find_annotated_scans(args.folder)
+        if not sources:
+            parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
+    fit(sources, args.models_dir, args.out or args.models_dir / FUSION_WEIGHTS, workers=args.workers, l2=args.l2)
+
+
+if __name__ == "__main__":
+    main()

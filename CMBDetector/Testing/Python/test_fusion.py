@@ -1,0 +1,77 @@
+"""The learned score fusion: fit, save/load, bad files, the shipped weights, the training script."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from CMBDetectorLib.config import MODELS_DIR
+from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.evaluation.metrics import roc_auc
+from CMBDetectorLib.fusion import FEATURES, FUSION_WEIGHTS, ScoreFusion, fusion_inputs
+
+
+def test_no_candidates_give_empty_rows():
+    x = fusion_inputs(np.zeros(0), np.zeros(0), False)
+    assert x.shape == (0, len(FEATURES)) and ScoreFusion.load(MODELS_DIR).score(x).shape == (0,)
+
+
+def test_fit_learns_the_informative_feature_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 600
+    y = (rng.random(n) < 0.1).astype(float)
+    x = rng.normal(0, 1, (n, len(FEATURES)))
+    x[:, 0] += 3 * y  # only the CNN logit carries the label
+    fusion = ScoreFusion.fit(x, y)
+    assert np.argmax(np.abs(fusion.weights)) == 0 and fusion.weights[0] > 0
+    assert roc_auc(y.astype(bool), fusion.score(x)) > 0.95
+    fusion.save(tmp_path / FUSION_WEIGHTS)
+    again = ScoreFusion.load(tmp_path)
+    np.testing.assert_allclose(again.score(x), fusion.score(x))
+
+
+def test_fit_needs_both_classes():
+    with pytest.raises(CMBDetectorError, match="both"):
+        ScoreFusion.fit(np.zeros((5, len(FEATURES))), np.zeros(5))
+
+
+def test_inputs_treat_a_missing_yolo_score_as_zero():
+    x = fusion_inputs(np.array([0.9, 0.2]), np.array([np.nan, 0.0]), True)
+    assert x.shape == (2, len(FEATURES)) and np.isfinite(x).all()
+    assert x[0, FEATURES.index("yolo_logit")] == x[1, FEATURES.index("yolo_logit")]
+    assert (x[:, FEATURES.index("thick_slices")] == 1).all()
+
+
+def test_missing_corrupt_and_mismatched_fusion_weights(tmp_path):
+    with pytest.raises(CMBDetectorError, match="not found"):
+        ScoreFusion.load(tmp_path)
+    shutil.copyfile(MODELS_DIR / FUSION_WEIGHTS, tmp_path / FUSION_WEIGHTS)
+    text = (tmp_path / FUSION_WEIGHTS).read_text()
+    (tmp_path / FUSION_WEIGHTS).write_text(text[: len(text) // 2])
+    with pytest.raises(CMBDetectorError, match=FUSION_WEIGHTS):
+        ScoreFusion.load(tmp_path)
+    data = json.loads(text)
+    data["features"] = data["features"][:-1]
+    (tmp_path / FUSION_WEIGHTS).write_text(json.dumps(data))
+    with pytest.raises(CMBDetectorError, match="differ"):
+        ScoreFusion.load(tmp_path)
+
+
+def test_shipped_fusion_rewards_both_model_scores():
+    fusion = ScoreFusion.load(MODELS_DIR)
+    assert fusion.weights[FEATURES.index("cnn_logit")] > 0 and fusion.weights[FEATURES.index("yolo_logit")] > 0
+
+
+def test_train_fusion_on_an_annotated_folder(tmp_path):
+    from CMBDetectorLib.training.dataset import find_annotated_scans
+    from CMBDetectorLib.training.train_fusion import fit
+
+    from conftest import MODULE_DIR
+
+    pairs = find_annotated_scans(MODULE_DIR / "Resources" / "SampleData")
+    assert len(pairs) == 1
+    fit(pairs, MODELS_DIR, tmp_path / FUSION_WEIGHTS, workers=1)
+    data = json.loads((tmp_path / FUSION_WEIGHTS).read_text())
+    assert data["n_scans"] == 1 and 1 <= data["n_positive"] < data["n_rows"]
+    assert ScoreFusion.load(tmp_path).weights.shape == (len(FEATURES),)
