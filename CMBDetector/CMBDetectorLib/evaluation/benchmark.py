@@ -14,7 +14,7 @@ import numpy as np
 from ..candidates import MIN_RESPONSE
 from ..config import DetectorConfig
 from ..pipeline import final_scores, score_candidates, select
-from .metrics import MATCH_MARGIN_MM, lesion_metrics, match_detections, subject_metrics
+from .metrics import lesion_metrics, match_candidates, match_detections, subject_metrics
 
 TEST_SEED0 = 100_000
 VALIDATION_SEED0 = 50_000
@@ -62,8 +62,8 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
         score = np.array([d.score for d in result.detections])  # select() stores the variant's score
         variants[name] = (ras, score)
     cand_ras = scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[:, ::-1]) if len(response) else np.zeros((0, 3))
-    dist = np.linalg.norm(gt_ras[:, None, :] - cand_ras[None, :, :], axis=2)
-    hits = int((dist <= gt_diam[:, None] / 2 + MATCH_MARGIN_MM).any(axis=1).sum()) if len(cand_ras) else 0
+    hit = match_candidates(cand_ras, gt_ras, gt_diam)
+    hits = len(np.unique(hit[hit >= 0]))
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
                        hits, len(response))
 

@@ -25,6 +25,18 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 MATCH_MARGIN_MM = 2.0  # a hit lies within the microbleed's radius + this
 
 
+def match_candidates(points_mm: np.ndarray, cmb_mm: np.ndarray, cmb_diam: np.ndarray) -> np.ndarray:
+    """Index of the microbleed each point hits (centre within radius + 2 mm), -1 for none."""
+    hit = np.full(len(points_mm), -1, dtype=int)
+    if len(cmb_mm) == 0 or len(points_mm) == 0:
+        return hit
+    dist = np.linalg.norm(points_mm[:, None, :] - cmb_mm[None, :, :], axis=2)
+    within = dist <= cmb_diam[None, :] / 2 + MATCH_MARGIN_MM
+    nearest = np.argmin(np.where(within, dist, np.inf), axis=1)
+    hit[within.any(axis=1)] = nearest[within.any(axis=1)]
+    return hit
+
+
 def match_detections(det_ras: np.ndarray, det_scores: np.ndarray, gt_ras: np.ndarray, gt_diam: np.ndarray,
                      margin_mm: float = MATCH_MARGIN_MM) -> np.ndarray:
     """Greedy one-to-one matching, best score first: a detection is a true positive when its

@@ -75,7 +75,7 @@ def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: i
                          ranker=_ranker(mine_with))
 
 
-def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None, gre15_every: int = 0) -> ScanExamples:
+def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None) -> ScanExamples:
     array, geometry = read_image(pair[0])
     centres, diameters = read_annotations(pair[1])
     return scan_examples(array, geometry, centres, diameters, np.random.default_rng(len(str(pair[0]))),
@@ -87,10 +87,11 @@ def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = No
     ``mine_with`` (a models folder) picks negatives that folder's CNN gets most wrong;
     ``gre15_every`` > 0 makes every such seed a 1.5 T thick-slice 2D GRE (the hardest protocol)."""
     sources = list(sources)
-    fn = _synthetic_examples if sources and isinstance(sources[0], int) else _file_examples
+    synthetic = bool(sources) and isinstance(sources[0], int)
+    fn = partial(_synthetic_examples, gre15_every=gre15_every) if synthetic else _file_examples
     parts: list[ScanExamples] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with, gre15_every=gre15_every), sources), 1):
+        for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with), sources), 1):
             parts.append(part)
             print(f"[dataset] {n}/{len(sources)} scans, {int(part.cube_labels.sum())} positive cubes", flush=True)
     boxes = [b for p in parts for b in p.boxes]

@@ -17,7 +17,7 @@ from ..cnn import PATCH_SIZE
 from ..geometry import Geometry
 from ..patches import extract_axial_crops, extract_patches
 from ..preprocessing import preprocess
-from ..evaluation.metrics import MATCH_MARGIN_MM
+from ..evaluation.metrics import match_candidates
 from ..yolo_rescore import BOX_MARGIN_MM, CROP_VOXELS, UPSCALE
 
 MIN_BOX_MM = 4.0
@@ -31,18 +31,6 @@ class ScanExamples:
     cube_labels: np.ndarray  # (N,) 1 = microbleed
     crops: np.ndarray  # (M, S, S, 3) uint8 axial crops
     boxes: list[np.ndarray]  # per crop (B, 4) normalised cx, cy, w, h of microbleeds
-
-
-def match_candidates(points_mm: np.ndarray, cmb_mm: np.ndarray, cmb_diam: np.ndarray) -> np.ndarray:
-    """Index of the microbleed each point hits (centre within radius + 2 mm), -1 for none."""
-    hit = np.full(len(points_mm), -1, dtype=int)
-    if len(cmb_mm) == 0 or len(points_mm) == 0:
-        return hit
-    dist = np.linalg.norm(points_mm[:, None, :] - cmb_mm[None, :, :], axis=2)
-    within = dist <= cmb_diam[None, :] / 2 + MATCH_MARGIN_MM
-    nearest = np.argmin(np.where(within, dist, np.inf), axis=1)
-    hit[within.any(axis=1)] = nearest[within.any(axis=1)]
-    return hit
 
 
 def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_diam: np.ndarray,

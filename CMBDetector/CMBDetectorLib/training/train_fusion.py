@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import MODELS_DIR, DetectorConfig
+from ..evaluation.metrics import match_candidates
 from ..fusion import FUSION_WEIGHTS, ScoreFusion
 from ..geometry import Geometry, read_image
 from ..pipeline import fusion_rows, score_candidates
 from .dataset import find_annotated_scans, read_annotations
-from .examples import match_candidates
 
 FUSION_SEED0 = 60_000  # disjoint from training (< 10 000), validation (50 000+) and test (100 000+)
 
