@@ -45,9 +45,7 @@ def test_scan(n: int, seed0: int = TEST_SEED0):
 
 def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     """Score every candidate once and keep the detections of each ablation variant."""
-    cmbs = [o for o in scan.objects if o.is_cmb]
-    gt_ras = np.array([o.center_ras for o in cmbs], dtype=float).reshape(-1, 3)
-    gt_diam = np.array([o.diameter_mm for o in cmbs], dtype=float)
+    gt_ras, gt_diam = scan.cmb_truth()
     scored = score_candidates(scan.magnitude, scan.geometry, config)
     variants = {}
     response = scored.candidates.response

@@ -41,6 +41,11 @@ class SyntheticScan:
     def cmbs(self) -> list[SyntheticObject]:
         return [o for o in self.objects if o.is_cmb]
 
+    def cmb_truth(self) -> tuple[np.ndarray, np.ndarray]:
+        """Microbleed centres (N, 3) in RAS mm and apparent diameters (N,) in mm."""
+        return (np.array([o.center_ras for o in self.cmbs], dtype=float).reshape(-1, 3),
+                np.array([o.diameter_mm for o in self.cmbs], dtype=float))
+
 
 @dataclass(frozen=True)
 class _Placement:

@@ -68,10 +68,7 @@ def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: i
     if gre15_every and seed % gre15_every == 0:
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5)
     scan = generate_scan(seed, protocol=protocol, n_cmb=n_cmb)
-    cmbs = [o for o in scan.objects if o.is_cmb]
-    centres = np.array([o.center_ras for o in cmbs], dtype=float).reshape(-1, 3)
-    diameters = np.array([o.diameter_mm for o in cmbs], dtype=float)
-    return scan_examples(scan.magnitude, scan.geometry, centres, diameters, np.random.default_rng(seed),
+    return scan_examples(scan.magnitude, scan.geometry, *scan.cmb_truth(), np.random.default_rng(seed),
                          ranker=_ranker(mine_with))
 
 

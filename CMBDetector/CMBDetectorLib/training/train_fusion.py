@@ -42,9 +42,7 @@ def _synthetic_rows(n: int, models_dir: Path):
     from ..evaluation.benchmark import test_scan
 
     scan = test_scan(n, FUSION_SEED0)
-    cmbs = [o for o in scan.objects if o.is_cmb]
-    return scan_rows(scan.magnitude, scan.geometry, np.array([o.center_ras for o in cmbs]).reshape(-1, 3),
-                     np.array([o.diameter_mm for o in cmbs]), models_dir)
+    return scan_rows(scan.magnitude, scan.geometry, *scan.cmb_truth(), models_dir)
 
 
 def _file_rows(pair: tuple[Path, Path], models_dir: Path):

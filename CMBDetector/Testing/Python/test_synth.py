@@ -120,6 +120,10 @@ def test_api_types_and_ground_truth(scan):
     assert sorted(o.label for o in s.cmbs) == list(range(1, len(s.cmbs) + 1))
     assert set(np.unique(s.labels)) == {0, *[o.label for o in s.cmbs]}
     assert all(o.location in ("lobar", "deep", "infratentorial") for o in s.cmbs)
+    centres, diameters = s.cmb_truth()
+    assert centres.shape == (len(s.cmbs), 3) and diameters.shape == (len(s.cmbs),)
+    np.testing.assert_allclose(centres[0], s.cmbs[0].center_ras)
+    assert diameters[0] == s.cmbs[0].diameter_mm
     assert all(o.label == 0 and o.location == "" and not o.is_cmb for o in s.objects if o.kind != "cmb")
 
 
