@@ -103,8 +103,8 @@ def select(scored: ScoredCandidates, scores: np.ndarray, threshold: float) -> De
     """Threshold ``scores`` (one per candidate), suppress duplicates, map to input space."""
     pre, cands = scored.pre, scored.candidates
     passed = np.flatnonzero(scores >= threshold)
-    points_mm = pre.geometry.ijk_to_ras_points(cands.kji[passed][:, ::-1]) if len(passed) else np.zeros((0, 3))
-    order = passed[nms_3d(points_mm, scores[passed], cands.diameter_mm[passed])] if len(passed) else passed
+    points_mm = pre.geometry.ijk_to_ras_points(cands.kji[passed][:, ::-1])
+    order = passed[nms_3d(points_mm, scores[passed], cands.diameter_mm[passed])]
     detections = to_detections(
         cands.kji[order], pre.geometry, scored.prepared.geometry, scored.prepared.array.shape,
         cands.diameter_mm[order], cands.response[order], scored.cnn[order],

@@ -59,8 +59,7 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
         ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
         score = np.array([d.score for d in result.detections])  # select() stores the variant's score
         variants[name] = (ras, score)
-    cand_ras = scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[:, ::-1]) if len(response) else np.zeros((0, 3))
-    hit = match_candidates(cand_ras, gt_ras, gt_diam)
+    hit = match_candidates(scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[:, ::-1]), gt_ras, gt_diam)
     hits = len(np.unique(hit[hit >= 0]))
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
                        hits, len(response))

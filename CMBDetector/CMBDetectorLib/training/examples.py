@@ -46,13 +46,11 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     cands = find_candidates(pre.image, pre.mask)
     cmb_ras = np.asarray(cmb_ras, dtype=float).reshape(-1, 3)
     cmb_diam = np.asarray(cmb_diam, dtype=float)
-    cmb_kji = pre.geometry.ras_to_ijk_points(cmb_ras)[:, ::-1] if len(cmb_ras) else np.zeros((0, 3))
+    cmb_kji = pre.geometry.ras_to_ijk_points(cmb_ras)[:, ::-1]
     inside = np.all((cmb_kji >= 0) & (cmb_kji < np.asarray(pre.image.shape)), axis=1)
-    cmb_kji, cmb_diam = cmb_kji[inside], cmb_diam[inside]
+    cmb_kji, cmb_ras, cmb_diam = cmb_kji[inside], cmb_ras[inside], cmb_diam[inside]
 
-    points_mm = pre.geometry.ijk_to_ras_points(cands.kji[:, ::-1]) if len(cands) else np.zeros((0, 3))
-    hit = match_candidates(points_mm, pre.geometry.ijk_to_ras_points(cmb_kji[:, ::-1]) if len(cmb_kji) else
-                           np.zeros((0, 3)), cmb_diam)
+    hit = match_candidates(pre.geometry.ijk_to_ras_points(cands.kji[:, ::-1]), cmb_ras, cmb_diam)
     unmatched = np.flatnonzero(hit < 0)
     if ranker is not None and len(unmatched):
         unmatched = unmatched[np.argsort(-ranker(pre.image, cands.kji[unmatched]), kind="stable")]

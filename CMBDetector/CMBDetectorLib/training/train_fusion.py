@@ -33,7 +33,7 @@ def scan_rows(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_di
     torch.set_num_threads(1)
     scored = score_candidates(array, geometry, DetectorConfig(device="cpu", models_dir=models_dir))
     look, x = fusion_rows(scored)
-    points = scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[look][:, ::-1]) if len(look) else np.zeros((0, 3))
+    points = scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[look][:, ::-1])
     y = match_candidates(points, np.asarray(cmb_ras, float).reshape(-1, 3), np.asarray(cmb_diam, float)) >= 0
     return x, y.astype(np.float64)
 

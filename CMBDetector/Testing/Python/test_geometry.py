@@ -23,6 +23,12 @@ def test_points_round_trip(left_handed):
     np.testing.assert_allclose(g.spacing, [0.6, 0.8, 2.5])
 
 
+def test_no_points_map_to_no_points():
+    g = oblique()
+    assert g.ijk_to_ras_points(np.zeros((0, 3), int)).shape == (0, 3)
+    assert g.ras_to_ijk_points(np.zeros((0, 3))).shape == (0, 3)
+
+
 def test_ijk_to_ras_matches_matrix():
     g = oblique()
     ijk = np.array([4.0, 5.0, 6.0, 1.0])
