@@ -30,6 +30,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
+from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
 from CMBDetectorLib.progress import DetectionCancelled
 from CMBDetectorMRML import logic as mrmlLogic
 from CMBDetectorMRML import markups, report
@@ -78,6 +79,8 @@ class CMBDetectorParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modality: Annotated[str, Choice(["auto", "SWI", "GRE"])] = "auto"
     brainMask: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    phaseVolume: Optional[vtkMRMLScalarVolumeNode]
+    phaseConvention: Annotated[str, Choice(list(PHASE_CONVENTIONS))] = PHASE_CONVENTIONS[0]
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     sensitivity: Annotated[str, Choice([*SENSITIVITY_PRESETS, "custom"])] = "balanced"
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = SENSITIVITY_PRESETS["balanced"]
@@ -198,7 +201,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         p = self._parameterNode
         config = DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device],
-                                threshold=p.threshold, use_yolo=p.useYolo)
+                                threshold=p.threshold, use_yolo=p.useYolo, phase_convention=p.phaseConvention)
         if not self.logic.ensureDependencies(config.use_yolo):
             self.ui.statusLabel.text = _("Detection needs PyTorch and the packages listed above.")
             return
@@ -209,7 +212,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     out = self.logic.process(
                         p.inputVolume, config, maskNode=p.brainMask, outputFiducialNode=p.outputFiducials,
                         outputTableNode=p.outputTable, progress=self._onProgress,
-                        cancel=lambda: self._cancelRequested)
+                        cancel=lambda: self._cancelRequested, phaseNode=p.phaseVolume)
                 except DetectionCancelled:
                     self.ui.statusLabel.text = _("Cancelled; the scene was left unchanged.")
                     return

@@ -3,10 +3,10 @@
     python scripts/benchmark.py [--n 24] [--device auto] [--readme]
 
 Prints lesion-level (sensitivity, precision, F1, FP/scan, FROC) and subject-level (balanced
-accuracy, AUC, precision, sensitivity, F1) figures for four ablation rows (candidates only,
-+ 3D CNN, + CNN + YOLO averaged, + score fusion = the shipped pipeline), the presets and a
-per-protocol split, then per-stage runtime and peak memory of one 256x256x128 scan in a fresh
-process. Writes docs/benchmark.json and docs/BENCHMARK.md; --readme also refreshes the
+accuracy, AUC, precision, sensitivity, F1) figures for five ablation rows (candidates only,
++ 3D CNN, + CNN + YOLO averaged, + score fusion = the pipeline on magnitude alone, + phase
+evidence = the pipeline on magnitude and phase), the presets and a per-protocol split for both
+inputs, then per-stage runtime and peak memory of one 256x256x128 scan in a fresh process. Writes docs/benchmark.json and docs/BENCHMARK.md; --readme also refreshes the
 README's benchmark section.
 """
 
@@ -36,11 +36,13 @@ from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
-            "fused": "+ 3D CNN + YOLO + score fusion (final)"}
+            "fused": "+ 3D CNN + YOLO + score fusion (final, magnitude only)",
+            "fused+phase": "+ phase evidence (final, magnitude + phase)"}
+FINAL = {"fused": "magnitude only", "fused+phase": "magnitude + phase"}
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
 
-def profile_scan(device: str, models_dir: Path) -> dict:
+def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
     """Runtime and peak RSS of ``detect`` on a 256x256x128 SWI scan, in a fresh process."""
     from CMBDetectorLib.synth import generate_scan, sample_protocol
 
@@ -52,6 +54,9 @@ def profile_scan(device: str, models_dir: Path) -> dict:
         write_image(path, scan.magnitude, scan.geometry)
         cmd = [sys.executable, "-m", "CMBDetectorLib.evaluation.profile", str(path), "--device", device,
                "--models-dir", str(models_dir)]
+        if with_phase:
+            write_image(Path(tmp) / "phase.nii.gz", scan.phase, scan.geometry)
+            cmd += ["--phase", str(Path(tmp) / "phase.nii.gz")]
         out = subprocess.run(cmd, cwd=ROOT / "CMBDetector", capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT / "CMBDetector")})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -87,21 +92,27 @@ def report(results: dict) -> str:
               f"applies 3D non-maximum suppression by blob strength, which can hide a microbleed behind a "
               f"stronger neighbour.",
               "", "Final pipeline at each sensitivity preset of the panel:", "",
-              "| Preset | Threshold | Lesion sens. | FP/scan | Subj. bal. acc. | Subj. F1 |", "|---|---|---|---|---|---|"]
-    for name, row in results["presets"].items():
-        les, sub = row["lesion"], row["subject"]
-        lines.append(f"| {name} | {row['threshold']} | {fmt(les['sensitivity'])} | {les['fp_per_scan']:.2f} | "
-                     f"{fmt(sub['balanced_accuracy'])} | {fmt(sub['f1'])} |")
-    lines += ["", "Final pipeline by protocol (default threshold): " + "; ".join(
-        f"{kind}: {row['n_scans']} scans, {row['lesion']['n_lesions']} microbleeds, sensitivity "
-        f"{fmt(row['lesion']['sensitivity'])} at {row['lesion']['fp_per_scan']:.2f} FP/scan"
-        for kind, row in results["protocols"].items()) + ".", ""]
+              "| Input | Preset | Threshold | Lesion sens. | Precision | FP/scan | Subj. bal. acc. | Subj. prec. | Subj. F1 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for key, inputs in FINAL.items():
+        for name, row in results["presets"][key].items():
+            les, sub = row["lesion"], row["subject"]
+            lines.append(f"| {inputs} | {name} | {row['threshold']} | {fmt(les['sensitivity'])} | "
+                         f"{fmt(les['precision'])} | {les['fp_per_scan']:.2f} | {fmt(sub['balanced_accuracy'])} | "
+                         f"{fmt(sub['precision'])} | {fmt(sub['f1'])} |")
+    for key, inputs in FINAL.items():
+        lines += ["", f"Final pipeline ({inputs}) by protocol, default threshold: " + "; ".join(
+            f"{kind}: {row['n_scans']} scans, {row['lesion']['n_lesions']} microbleeds, sensitivity "
+            f"{fmt(row['lesion']['sensitivity'])} at {row['lesion']['fp_per_scan']:.2f} FP/scan"
+            for kind, row in results["protocols"][key].items()) + "."]
+    lines.append("")
     for key, points in results["froc"].items():
         lines.append(f"FROC, {VARIANTS[key]} (threshold: FP/scan, sensitivity): " + "; ".join(
             f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in points) + "\n")
     for prof in results["profiles"]:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in prof["stages_s"].items())
-        lines.append(f"Runtime, {prof['shape_ijk'][0]}x{prof['shape_ijk'][1]}x{prof['shape_ijk'][2]} SWI on "
+        inputs = "magnitude + phase" if prof["phase"] else "magnitude"
+        lines.append(f"Runtime, {prof['shape_ijk'][0]}x{prof['shape_ijk'][1]}x{prof['shape_ijk'][2]} SWI ({inputs}) on "
                      f"{prof['device']} ({prof['machine']}): {prof['total_s']:.1f} s ({stages}); "
                      f"peak RSS {prof['peak_rss_mb'] / 1024:.2f} GB.")
     return "\n".join(lines) + "\n"
@@ -142,9 +153,9 @@ def main(argv=None):
     import torch
 
     machine = f"{os.cpu_count()} CPU cores"
-    profiles = [] if args.no_profile else [dict(profile_scan("cpu", config.models_dir), machine=machine)]
-    if torch.cuda.is_available() and not args.no_profile:
-        profiles.append(dict(profile_scan("cuda", config.models_dir), machine=torch.cuda.get_device_name(0)))
+    devices = [("cpu", machine)] + ([("cuda", torch.cuda.get_device_name(0))] if torch.cuda.is_available() else [])
+    profiles = [] if args.no_profile else [dict(profile_scan(device, config.models_dir, with_phase), machine=name)
+                                           for device, name in devices for with_phase in (False, True)]
     results = {
         "seeds": "validation" if args.validation else "test", "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
@@ -153,11 +164,12 @@ def main(argv=None):
         "candidate_recall": sum(o.candidate_hits for o in outcomes) / max(1, sum(len(o.gt_ras) for o in outcomes)),
         "candidates_per_scan": float(np.mean([o.n_candidates for o in outcomes])),
         "rows": {v: summarise(outcomes, v, config.threshold if v != "candidates" else -np.inf) for v in VARIANTS},
-        "presets": {name: {"threshold": t, **summarise(outcomes, "fused", t)} for name, t in SENSITIVITY_PRESETS.items()},
-        "protocols": {kind: {"n_scans": len(subset), **summarise(subset, "fused", config.threshold)}
-                      for kind in ("3D SWI", "2D GRE")
-                      if (subset := [o for o in outcomes if o.protocol == kind])},
-        "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused")}, "profiles": profiles}
+        "presets": {key: {name: {"threshold": t, **summarise(outcomes, key, t)}
+                          for name, t in SENSITIVITY_PRESETS.items()} for key in FINAL},
+        "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, config.threshold)}
+                            for kind in ("3D SWI", "2D GRE")
+                            if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL},
+        "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")}, "profiles": profiles}
     text = report(results)
     print(text)
     if args.validation:

@@ -1,9 +1,9 @@
 """Detect microbleeds on the bundled sample scan through a real MRML scene (slicer-core).
 
-    python scripts/demo.py [--out output/demo] [--input FILE] [--truth CSV] [--device auto] [--no-yolo]
+    python scripts/demo.py [--out output/demo] [--input FILE] [--truth CSV] [--device auto] [--no-yolo] [--no-phase]
 
-Loads the scan into a vtkMRMLScene as the Slicer module would, runs the detector through
-``CMBDetectorLogic``, and writes ``<name>.mrk.json`` (open in Slicer), ``<name>.csv`` and
+Loads the scan (and its phase image ``<name>_phase.nii.gz`` when present) into a vtkMRMLScene as
+the Slicer module would, runs the detector through ``CMBDetectorLogic``, and writes ``<name>.mrk.json`` (open in Slicer), ``<name>.csv`` and
 ``<name>_overview.png`` (a minimum-intensity projection plus one axial slice per detection; circles
 are detections, cyan crosses the ground-truth CMBs from ``<name>_objects.csv`` when present).
 """
@@ -25,6 +25,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig  # noqa: E402
 from CMBDetectorLib.errors import CMBDetectorError  # noqa: E402
 from CMBDetectorLib.geometry import Geometry  # noqa: E402
+from CMBDetectorLib.scanfiles import phase_partner  # noqa: E402
 from CMBDetectorMRML import markups, report, volumes  # noqa: E402
 from CMBDetectorMRML.logic import CMBDetectorLogic  # noqa: E402
 from CMBDetectorMRML.scene import new_scene  # noqa: E402
@@ -44,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threshold", type=float, default=SENSITIVITY_PRESETS["balanced"])
     parser.add_argument("--no-yolo", action="store_true", help="skip the YOLO rescoring stage")
+    parser.add_argument("--no-phase", action="store_true", help="ignore the phase image beside the scan")
     return parser.parse_args(argv)
 
 
@@ -147,6 +149,10 @@ def main(argv=None) -> int:
     try:
         volume = volumes.load_volume(headless.scene, args.input)
         print(f"Loaded {args.input.name} into a MRML scene as '{volume.GetName()}'")
+        phase_path = None if args.no_phase else phase_partner(args.input)
+        phase = None if phase_path is None else volumes.load_volume(headless.scene, phase_path)
+        if phase is not None:
+            print(f"Loaded its phase image {phase_path.name} as '{phase.GetName()}'")
         stages = []
 
         def progress(stage: str, fraction: float) -> None:
@@ -155,7 +161,7 @@ def main(argv=None) -> int:
                 print(f"  [{100 * fraction:3.0f}%] {stage}", flush=True)
 
         logic = CMBDetectorLogic()
-        out = logic.process(volume, config, progress=progress)
+        out = logic.process(volume, config, progress=progress, phaseNode=phase)
     except CMBDetectorError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
     python scripts/make_sample.py [--seed 2] [--out CMBDetector/Resources/SampleData]
 
 A full-head 3 T SWI (TE 20 ms, 1 x 1 x 2 mm, 192 x 224 x 72) with 5 CMBs and the usual mimics.
-The magnitude is stored as int16 to keep the files small; labels and objects CSV come with it.
+Magnitude and phase are stored as int16 to keep the files small (phase in 12-bit scanner units,
+-4096..4095 for -π..π, as scanners export it); labels and objects CSV come with them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     magnitude = np.clip(np.round(scan.magnitude), 0, np.iinfo(np.int16).max).astype(np.int16)
     write_image(out / "SampleSWI_mag.nii.gz", magnitude, scan.geometry)
+    phase = np.clip(np.round(scan.phase * (4096 / np.pi)), -4096, 4095).astype(np.int16)
+    write_image(out / "SampleSWI_phase.nii.gz", phase, scan.geometry)
     write_image(out / "SampleSWI_labels.nii.gz", scan.labels, scan.geometry)
     write_objects_csv(out / "SampleSWI_objects.csv", scan.objects)
     for path in sorted(out.glob("SampleSWI_*")):

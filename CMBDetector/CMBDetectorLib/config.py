@@ -20,7 +20,9 @@ class DetectorConfig:
 
     modality: "auto", "swi" or "gre"; device: "auto", "cpu" or "cuda";
     threshold: final score in [0, 1] a detection must reach; use_yolo: run the YOLO rescoring stage;
-    echo: which echo of a multi-echo ``[k, j, i, echo]`` volume to use (None: combine all echoes).
+    echo: which echo of a multi-echo ``[k, j, i, echo]`` volume to use (None: combine all echoes);
+    phase_convention: "right-handed" (paramagnetic tissue has negative phase) or "left-handed",
+    used only when a phase image is given.
     """
 
     modality: str = "auto"
@@ -29,3 +31,4 @@ class DetectorConfig:
     use_yolo: bool = True
     models_dir: Path = MODELS_DIR
     echo: int | None = None
+    phase_convention: str = "right-handed"

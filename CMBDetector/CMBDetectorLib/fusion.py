@@ -1,9 +1,10 @@
-"""Learned fusion of the CNN and YOLO scores into the final score.
+"""Learned fusion of the CNN and YOLO scores (and the phase evidence) into the final score.
 
 A logistic regression over the two models' logits and a thick-slice indicator (the models'
 scores mean different things on 4-5 mm 2D GRE than on thin 3D SWI), fitted on synthetic scans
-neither model was trained on (:mod:`.training.train_fusion`). Its output is the probability that
-a candidate is a microbleed.
+neither model was trained on (:mod:`.training.train_fusion`). When a phase image is given a
+second model adds the paramagnetic score of :mod:`.phase`. The output is the probability that a
+candidate is a microbleed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 from .errors import CMBDetectorError
 
 FUSION_WEIGHTS = "cmb_fusion.json"
+PHASE_FUSION_WEIGHTS = "cmb_fusion_phase.json"
 FEATURES = ("cnn_logit", "yolo_logit", "thick_slices")
+PHASE_FEATURES = FEATURES + ("paramagnetic",)
 _EPS = 1e-3
 
 
@@ -26,9 +29,18 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray, thick_slices: bool) -> np.ndarray:
-    """(N, len(FEATURES)) design matrix; a missing (NaN) YOLO score counts as 0."""
-    return np.column_stack([_logit(cnn), _logit(yolo), np.full(len(cnn), float(thick_slices))])
+def weights_file(with_phase: bool) -> str:
+    return PHASE_FUSION_WEIGHTS if with_phase else FUSION_WEIGHTS
+
+
+def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray, thick_slices: bool,
+                  paramagnetic: np.ndarray | None = None) -> np.ndarray:
+    """(N, len(FEATURES)) design matrix, plus the paramagnetic score column when given;
+    a missing (NaN) YOLO score counts as 0."""
+    columns = [_logit(cnn), _logit(yolo), np.full(len(cnn), float(thick_slices))]
+    if paramagnetic is not None:
+        columns.append(np.asarray(paramagnetic, dtype=np.float64))
+    return np.column_stack(columns)
 
 
 @dataclass
@@ -39,6 +51,7 @@ class ScoreFusion:
     scale: np.ndarray
     weights: np.ndarray
     bias: float
+    features: tuple[str, ...] = FEATURES
 
     def score(self, x: np.ndarray) -> np.ndarray:
         z = ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.weights + self.bias
@@ -46,8 +59,10 @@ class ScoreFusion:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50) -> ScoreFusion:
-        """Maximum-likelihood fit with an L2 penalty (Newton's method, classes weighted equally)."""
+        """Maximum-likelihood fit with an L2 penalty (Newton's method, classes weighted equally);
+        ``x`` has the columns of FEATURES or PHASE_FEATURES."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        features = {len(FEATURES): FEATURES, len(PHASE_FEATURES): PHASE_FEATURES}[x.shape[1]]
         if y.min() == y.max():
             raise CMBDetectorError("Fitting the score fusion needs both microbleeds and mimics.")
         mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
@@ -64,28 +79,30 @@ class ScoreFusion:
             beta -= step
             if np.abs(step).max() < 1e-8:
                 break
-        return cls(mean, scale, beta[:-1], float(beta[-1]))
+        return cls(mean, scale, beta[:-1], float(beta[-1]), features)
 
     def save(self, path: Path, metadata: dict | None = None) -> None:
-        data = {"features": list(FEATURES), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+        data = {"features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "weights": self.weights.tolist(), "bias": self.bias, **(metadata or {})}
         Path(path).write_text(json.dumps(data, indent=1))
 
     @classmethod
-    def load(cls, models_dir: Path) -> ScoreFusion:
-        """Read ``cmb_fusion.json``; a missing, corrupt or mismatched file is a clear error."""
+    def load(cls, models_dir: Path, with_phase: bool = False) -> ScoreFusion:
+        """Read ``cmb_fusion.json`` (``cmb_fusion_phase.json`` with phase); a missing, corrupt or
+        mismatched file is a clear error."""
         from .validation import RETRAIN_HINT
 
-        path = Path(models_dir) / FUSION_WEIGHTS
+        path = Path(models_dir) / weights_file(with_phase)
+        features = PHASE_FEATURES if with_phase else FEATURES
         if not path.is_file():
             raise CMBDetectorError(f"Score fusion weights not found: {path}. {RETRAIN_HINT}")
         try:
             data = json.loads(path.read_text())
-            if tuple(data["features"]) != FEATURES:
-                raise ValueError(f"features {data['features']} differ from {list(FEATURES)}")
+            if tuple(data["features"]) != features:
+                raise ValueError(f"features {data['features']} differ from {list(features)}")
             fusion = cls(np.asarray(data["mean"], float), np.asarray(data["scale"], float),
-                         np.asarray(data["weights"], float), float(data["bias"]))
-            if not (len(fusion.mean) == len(fusion.scale) == len(fusion.weights) == len(FEATURES)):
+                         np.asarray(data["weights"], float), float(data["bias"]), features)
+            if not (len(fusion.mean) == len(fusion.scale) == len(fusion.weights) == len(features)):
                 raise ValueError("vector lengths differ from the feature list")
         except (ValueError, KeyError, TypeError) as exc:
             raise CMBDetectorError(f"Score fusion weights {path} are corrupt ({exc}). {RETRAIN_HINT}") from None

@@ -1,7 +1,7 @@
-"""One call from a magnitude volume and its geometry to microbleed detections.
+"""One call from a magnitude volume (and optionally its phase) to microbleed detections.
 
-volume -> validation -> preprocessing -> candidates -> 3D CNN -> YOLO rescoring -> score fusion
--> NMS -> detections
+volume -> validation -> preprocessing -> candidates -> 3D CNN -> YOLO rescoring (+ phase
+evidence) -> score fusion -> NMS -> detections
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import numpy as np
 from .candidates import Candidates, find_candidates
 from .cnn import CandidateClassifier
 from .config import DetectorConfig
-from .fusion import ScoreFusion, fusion_inputs
+from .fusion import FEATURES, ScoreFusion, fusion_inputs
 from .geometry import Geometry
+from .phase import dipole_correlation, highpass_phase, paramagnetic_sign
 from .postprocess import nms_3d, to_detections
 from .preprocessing import Preprocessed, preprocess
 from .progress import CancelCheck, ProgressCallback, StageReporter
@@ -29,7 +30,8 @@ CNN_GATE = 0.15
 
 @dataclass
 class ScoredCandidates:
-    """Every candidate with its stage scores (``yolo`` is NaN where YOLO did not look)."""
+    """Every candidate with its stage scores (``yolo`` and ``paramagnetic`` are NaN where they
+    were not computed; ``paramagnetic`` is None without a phase image)."""
 
     prepared: PreparedInput
     pre: Preprocessed
@@ -39,15 +41,18 @@ class ScoredCandidates:
     device: str
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    paramagnetic: np.ndarray | None = None
 
 
 def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConfig, mask=None,
-                     report: StageReporter | None = None) -> ScoredCandidates:
-    """Run every stage up to the scores; YOLO looks only at candidates with CNN >= ``CNN_GATE``."""
+                     report: StageReporter | None = None, phase=None) -> ScoredCandidates:
+    """Run every stage up to the scores; YOLO and the phase evidence look only at candidates
+    with CNN >= ``CNN_GATE``."""
     report = report or StageReporter()
     timings: dict[str, float] = {}
     report("Checking input", 0.0)
-    prepared = prepare_input(array, geometry, mask=mask, echo=config.echo)
+    prepared = prepare_input(array, geometry, mask=mask, echo=config.echo, phase=phase)
+    sign = None if phase is None else paramagnetic_sign(config.phase_convention)
     warnings = list(prepared.warnings)
     device, device_warnings = select_device(config.device)
     warnings += device_warnings
@@ -79,21 +84,41 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
                 pre.image, cands.kji[look], cands.diameter_mm[look], float(pre.geometry.spacing[0])),
             device, warnings)
         timings["yolo"] = time.perf_counter() - t
-    return ScoredCandidates(prepared, pre, cands, cnn, yolo, device, timings, warnings)
+
+    paramagnetic = None
+    if prepared.phase is not None:
+        report("Phase evidence", 0.88)
+        t = time.perf_counter()
+        paramagnetic = sign * dipole_scores(prepared, pre, cands, np.flatnonzero(cnn >= CNN_GATE))
+        timings["phase"] = time.perf_counter() - t
+    return ScoredCandidates(prepared, pre, cands, cnn, yolo, device, timings, warnings, paramagnetic)
 
 
-def fusion_rows(scored: ScoredCandidates) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the candidates YOLO scored and their score-fusion inputs."""
+def dipole_scores(prepared: PreparedInput, pre: Preprocessed, cands: Candidates, look: np.ndarray) -> np.ndarray:
+    """Dipole correlation of the candidates ``look`` (NaN for the rest), computed on the input
+    grid from the high-pass filtered phase."""
+    hp = highpass_phase(prepared.array, prepared.phase, prepared.geometry)
+    centres = pre.geometry.ijk_to_ras_points(cands.kji[look][:, ::-1])
+    out = np.full(len(cands), np.nan, dtype=np.float32)
+    out[look] = dipole_correlation(hp, prepared.geometry, centres, cands.diameter_mm[look] / 2)
+    return out
+
+
+def fusion_rows(scored: ScoredCandidates, use_phase: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the candidates YOLO scored and their score-fusion inputs (with the
+    paramagnetic column when the scan has a phase image and ``use_phase``)."""
     look = np.flatnonzero(np.isfinite(scored.yolo))
-    return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre")
+    phase = scored.paramagnetic[look] if use_phase and scored.paramagnetic is not None else None
+    return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre", phase)
 
 
-def final_scores(scored: ScoredCandidates, models_dir) -> np.ndarray:
-    """Fused probability for every candidate YOLO scored, 0 for the rest; the CNN's without YOLO."""
+def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True) -> np.ndarray:
+    """Fused probability for every candidate YOLO scored, 0 for the rest; the CNN's without YOLO.
+    ``use_phase`` False ignores the phase image (the magnitude-only fusion)."""
     if scored.yolo is None:
         return scored.cnn
-    fusion = ScoreFusion.load(models_dir)
-    look, rows = fusion_rows(scored)
+    look, rows = fusion_rows(scored, use_phase)
+    fusion = ScoreFusion.load(models_dir, with_phase=rows.shape[1] > len(FEATURES))
     final = np.zeros(len(scored.candidates), dtype=np.float32)
     final[look] = fusion.score(rows)
     return final
@@ -108,7 +133,8 @@ def select(scored: ScoredCandidates, scores: np.ndarray, threshold: float) -> De
     detections = to_detections(
         cands.kji[order], pre.geometry, scored.prepared.geometry, scored.prepared.array.shape,
         cands.diameter_mm[order], cands.response[order], scored.cnn[order],
-        None if scored.yolo is None else scored.yolo[order], scores[order])
+        None if scored.yolo is None else scored.yolo[order], scores[order],
+        None if scored.paramagnetic is None else scored.paramagnetic[order])
     return DetectionResult(detections=detections, geometry=scored.prepared.geometry,
                            timings=dict(scored.timings), warnings=list(scored.warnings),
                            n_candidates=len(cands), device=scored.device)
@@ -116,11 +142,12 @@ def select(scored: ScoredCandidates, scores: np.ndarray, threshold: float) -> De
 
 def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None = None,
            mask: np.ndarray | None = None, progress: ProgressCallback | None = None,
-           cancel: CancelCheck | None = None) -> DetectionResult:
-    """Detect microbleeds in a ``[k, j, i]`` magnitude volume; raises ``CMBDetectorError`` on bad input."""
+           cancel: CancelCheck | None = None, phase: np.ndarray | None = None) -> DetectionResult:
+    """Detect microbleeds in a ``[k, j, i]`` magnitude volume, helped by its phase image when
+    given (same grid); raises ``CMBDetectorError`` on bad input."""
     config = config or DetectorConfig()
     report = StageReporter(progress, cancel)
-    scored = score_candidates(array, geometry, config, mask, report)
+    scored = score_candidates(array, geometry, config, mask, report, phase)
     final = scored.cnn
     if config.use_yolo:
         report("Score fusion", 0.93)

@@ -24,7 +24,7 @@ def nms_3d(points_mm: np.ndarray, scores: np.ndarray, diameters_mm: np.ndarray, 
 
 
 def to_detections(kji_work: np.ndarray, work: Geometry, source: Geometry, source_shape, diameters_mm,
-                  candidate_scores, cnn_scores, yolo_scores, scores) -> list[Detection]:
+                  candidate_scores, cnn_scores, yolo_scores, scores, paramagnetic=None) -> list[Detection]:
     """Working-space hits -> detections in the input volume's IJK and RAS, dropping any that
     fall outside the input volume (e.g. in the padding added by resampling)."""
     ras = work.ijk_to_ras_points(np.asarray(kji_work, dtype=float)[:, ::-1]) if len(kji_work) else np.zeros((0, 3))
@@ -38,5 +38,6 @@ def to_detections(kji_work: np.ndarray, work: Geometry, source: Geometry, source
             ras=tuple(float(v) for v in ras[n]), ijk=tuple(float(v) for v in ijk[n]),
             diameter_mm=float(diameters_mm[n]), candidate_score=float(candidate_scores[n]),
             cnn_score=float(cnn_scores[n]),
-            yolo_score=None if yolo_scores is None else float(yolo_scores[n]), score=float(scores[n])))
+            yolo_score=None if yolo_scores is None else float(yolo_scores[n]), score=float(scores[n]),
+            paramagnetic_score=None if paramagnetic is None else float(paramagnetic[n])))
     return detections

@@ -21,6 +21,7 @@ class Detection:
     yolo_score: float | None
     score: float
     location: str = "unknown"
+    paramagnetic_score: float | None = None  # phase evidence in [-1, 1]; None without phase
 
     def as_row(self) -> dict:
         row = asdict(self)

@@ -47,14 +47,16 @@ class PreparedInput:
     geometry: Geometry
     mask: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    phase: np.ndarray | None = None  # radians, same grid as ``array``
 
 
 def prepare_input(array, geometry: Geometry, mask=None, echo: int | None = None,
-                  max_voxels: int = MAX_VOXELS, rgb: bool = False) -> PreparedInput:
-    """Check and convert a magnitude volume for detection.
+                  max_voxels: int = MAX_VOXELS, rgb: bool = False, phase=None) -> PreparedInput:
+    """Check and convert a magnitude volume (and its optional phase image) for detection.
 
     ``echo`` picks one echo of a ``[k, j, i, echo]`` volume (else echoes are combined by
-    root-sum-of-squares); ``rgb`` marks colour/vector data (e.g. a Slicer vector volume).
+    root-sum-of-squares); ``rgb`` marks colour/vector data (e.g. a Slicer vector volume);
+    ``phase`` is the phase image of the same acquisition (radians or scanner units).
     Raises :class:`CMBDetectorError` for input that cannot be used.
     """
     raw = np.asarray(array)
@@ -63,12 +65,13 @@ def prepare_input(array, geometry: Geometry, mask=None, echo: int | None = None,
     warnings: list[str] = []
     _check_size(spatial, geometry, max_voxels, warnings)
     checked_mask = None if mask is None else _check_mask(mask, spatial)
+    checked_phase = None if phase is None else _check_phase(phase, spatial, echo)
     _check_not_label_or_phase(raw)
     data = _to_float32(raw, echo, warnings)
     finite = _replace_non_finite(data, warnings)
     _check_not_constant(data, finite)
     _clip_negatives(data, warnings)
-    return PreparedInput(data, geometry, checked_mask, warnings)
+    return PreparedInput(data, geometry, checked_mask, warnings, checked_phase)
 
 
 def is_phase_like(array) -> bool:
@@ -223,6 +226,30 @@ def _ras_extent(spatial, geometry: Geometry) -> np.ndarray:
     corners = np.array(list(np.ndindex(2, 2, 2)), dtype=float) * np.asarray(spatial[::-1]) - 0.5
     ras = geometry.ijk_to_ras_points(corners)
     return ras.max(axis=0) - ras.min(axis=0)
+
+
+def _check_phase(phase, spatial, echo: int | None) -> np.ndarray:
+    """Return the phase in radians; refuse another grid, an ambiguous multi-echo phase or a flat image."""
+    from .phase import to_radians
+
+    phase = np.asarray(phase)
+    if phase.ndim == 4 and phase.shape[:3] == tuple(spatial):
+        if echo is None:
+            raise CMBDetectorError("The phase image has several echoes: choose the echo to use "
+                                   "(the same one for magnitude and phase).")
+        if not 0 <= echo < phase.shape[3]:
+            raise CMBDetectorError(f"Echo {echo} was requested but the phase image has {phase.shape[3]} echo(es).")
+        phase = phase[..., echo]
+    if phase.shape != tuple(spatial):
+        raise CMBDetectorError(
+            f"The phase image is {_size_text(phase.shape)} voxels but the magnitude is {_size_text(spatial)}; "
+            "use the phase of the same acquisition (same grid).")
+    if not np.issubdtype(phase.dtype, np.number) or np.iscomplexobj(phase):
+        raise CMBDetectorError(f"The phase image holds {phase.dtype} values; expected real numbers.")
+    radians = to_radians(phase)
+    if float(radians.std()) < 1e-6:
+        raise CMBDetectorError("The phase image is constant: it carries no phase information.")
+    return radians
 
 
 def _check_mask(mask, spatial) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Headless batch CLI (slicer-core, no Slicer application needed).
 
     PYTHONPATH=CMBDetector python -m CMBDetectorMRML INPUT OUTPUT_DIR [--threshold T] [--no-yolo] [--device D]
+        [--phase PHASE] [--phase-convention right-handed|left-handed]
 
-INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd). Writes
+INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd); a phase image named
+``X_phase.nii.gz`` beside ``X_mag.nii.gz`` (or ``X.nii.gz``) is used with it. Writes
 ``<scan>.mrk.json`` (open in Slicer) and ``<scan>.csv`` per scan, plus ``summary.csv`` for a
 folder. Exit status: 0 all scans ok, 1 some failed, 2 bad arguments/input, 130 cancelled.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.phase import CONVENTIONS
 
 from .logic import CMBDetectorLogic
 
@@ -28,7 +31,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-yolo", action="store_true", help="skip the YOLO rescoring stage")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--modality", choices=("auto", "swi", "gre"), default="auto")
+    parser.add_argument("--phase", type=Path, help="phase image of a single INPUT scan (default: X_phase beside it)")
+    parser.add_argument("--phase-convention", choices=CONVENTIONS, default=CONVENTIONS[0],
+                        help="right-handed: paramagnetic tissue (veins, bleeds) has negative phase (default)")
     args = parser.parse_args(argv)
+    if args.phase is not None and args.input.is_dir():
+        parser.error("--phase names the phase of one scan; for a folder, store X_phase.nii.gz beside each X_mag.nii.gz")
     if not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be between 0 and 1")
     return args
@@ -49,7 +57,7 @@ class _Printer:
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = DetectorConfig(modality=args.modality, device=args.device, threshold=args.threshold,
-                            use_yolo=not args.no_yolo)
+                            use_yolo=not args.no_yolo, phase_convention=args.phase_convention)
     logic = CMBDetectorLogic()
     try:
         if args.input.is_dir():
@@ -59,7 +67,7 @@ def main(argv=None) -> int:
             for outcome in batch.failed:
                 print(f"  FAILED {outcome.file}: {outcome.error}", file=sys.stderr)
             return 1 if batch.failed else 0
-        out = logic.processFile(args.input, args.output_dir, config, progress=_Printer())
+        out = logic.processFile(args.input, args.output_dir, config, progress=_Printer(), phasePath=args.phase)
     except KeyboardInterrupt:
         print("Cancelled; finished scans were kept.", file=sys.stderr)
         return 130
@@ -67,7 +75,8 @@ def main(argv=None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in out.timings.items())
-    print(f"{out.n_detections} CMB(s) -> {out.markups_path}, {out.csv_path} ({timings})")
+    phase = f"; phase: {out.phase_path.name}" if out.phase_path is not None else ""
+    print(f"{out.n_detections} CMB(s) -> {out.markups_path}, {out.csv_path} ({timings}{phase})")
     return 0
 
 

@@ -8,6 +8,9 @@ Usable without the widget and headless (slicer-core)::
     logic.countsByStatus(out.fiducialNode).final
     logic.exportCSV(out.fiducialNode, "cmbs.csv")
     logic.processDirectory("scans/", "results/")   # writes <scan>.mrk.json, <scan>.csv, summary.csv
+
+A phase image (``phaseNode``; for files ``X_phase.nii.gz`` beside ``X_mag.nii.gz``) lets the
+detector tell paramagnetic microbleeds from diamagnetic calcifications.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
+from CMBDetectorLib.scanfiles import phase_partner
 
 from . import markups, tables, volumes
 from .files import atomic_target, atomic_write_text
@@ -54,6 +58,7 @@ class FileOutputs:
     csv_path: Path
     n_detections: int
     timings: dict[str, float]
+    phase_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,13 @@ def _scaled(progress: ProgressCallback | None, start: float, span: float) -> Pro
 
 
 def image_files(directory) -> list[Path]:
-    """Scans in ``directory`` (not recursive): .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd."""
-    return sorted(p for p in Path(directory).iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and p.name.lower().endswith(volumes.IMAGE_SUFFIXES))
+    """Scans in ``directory`` (not recursive): .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd; a phase
+    image that belongs to another scan of the folder is not a scan of its own."""
+    files = sorted(p for p in Path(directory).iterdir()
+                   if p.is_file() and not p.name.startswith(".")
+                   and p.name.lower().endswith(volumes.IMAGE_SUFFIXES))
+    partners = {phase_partner(p) for p in files} - {None}
+    return [p for p in files if p not in partners]
 
 
 class CMBDetectorLogic:
@@ -116,9 +124,10 @@ class CMBDetectorLogic:
 
     def process(self, inputVolumeNode, config: DetectorConfig | None = None, maskNode=None,
                 outputFiducialNode=None, outputTableNode=None, progress: ProgressCallback | None = None,
-                cancel: CancelCheck | None = None, replace: bool = False) -> ProcessResult:
+                cancel: CancelCheck | None = None, replace: bool = False, phaseNode=None) -> ProcessResult:
         """Detect CMBs in ``inputVolumeNode`` and write them as pending points plus a table.
 
+        ``phaseNode`` (optional) is the phase image of the same acquisition, on the same grid.
         The input node is never modified. An output fiducial node holding reviewed points
         (accepted, rejected or reader-added) is kept and a new node is created, unless
         ``replace`` is True. If the run fails or is cancelled, nodes it created are removed.
@@ -131,13 +140,14 @@ class CMBDetectorLogic:
         scene = inputVolumeNode.GetScene()
         if scene is None:
             raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is not in a scene.")
-        for node in (maskNode, outputFiducialNode, outputTableNode):
+        for node in (maskNode, phaseNode, outputFiducialNode, outputTableNode):
             if node is not None and node.GetScene() is not scene:
                 raise CMBDetectorError(f"'{node.GetName()}' is not in the input volume's scene.")
         mask = None if maskNode is None else volumes.mask_to_array(maskNode, inputVolumeNode)
+        phase = None if phaseNode is None else volumes.phase_to_array(phaseNode, inputVolumeNode)
 
         result = pipeline.detect(array, geometry, config=config, mask=mask,
-                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel)
+                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=phase)
         report("Creating markups", 0.96)
         with _rollback_on_error(scene):
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
@@ -227,17 +237,22 @@ class CMBDetectorLogic:
 
     def processFile(self, path, outputDir, config: DetectorConfig | None = None,
                     progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
-                    name: str | None = None) -> FileOutputs:
-        """Detect CMBs in an image file; write ``<name>.mrk.json`` and ``<name>.csv`` to ``outputDir``."""
+                    name: str | None = None, phasePath=None) -> FileOutputs:
+        """Detect CMBs in an image file; write ``<name>.mrk.json`` and ``<name>.csv`` to ``outputDir``.
+
+        ``phasePath`` None uses the phase image stored beside the scan (``X_phase.nii.gz``) if any.
+        """
         headless = new_scene()
         volume = volumes.load_volume(headless.scene, path)
-        out = self.process(volume, config, progress=progress, cancel=cancel)
+        phasePath = phase_partner(path) if phasePath is None else Path(phasePath)
+        phase = None if phasePath is None else volumes.load_volume(headless.scene, phasePath)
+        out = self.process(volume, config, progress=progress, cancel=cancel, phaseNode=phase)
         name = name or volumes.scan_name(path)
         output_dir = Path(outputDir)
         markups_path, csv_path = output_dir / f"{name}.mrk.json", output_dir / f"{name}.csv"
         self.exportCSV(out.fiducialNode, csv_path)
         self.saveMarkups(out.fiducialNode, markups_path)
-        return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings))
+        return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings), phasePath)
 
     def processDirectory(self, inputDir, outputDir, config: DetectorConfig | None = None,
                          progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> BatchResult:

@@ -2,7 +2,7 @@
 
 Storage (survives .mrk.json and .mrb save + reload): each control point's *description* holds
 compact JSON ``{"cmbdetector": 1, "status", "source", "score", "diameter_mm",
-"candidate_score", "cnn_score", "yolo_score", "location", "ijk"}``; it is the single source of
+"candidate_score", "cnn_score", "yolo_score", "paramagnetic_score", "location", "ijk"}``; it is the single source of
 truth. Everything visible is derived from it by :func:`apply_display` and saved too:
 
 - pending  -> point *selected*   -> drawn in the display node's selected colour (yellow)
@@ -50,6 +50,7 @@ class PointInfo:
     candidate_score: float | None
     cnn_score: float | None
     yolo_score: float | None
+    paramagnetic_score: float | None
     score: float | None
     status: str
     source: str
@@ -135,7 +136,7 @@ def fill_fiducials(node, result: DetectionResult, threshold: float | None = None
             "status": PENDING, "source": DETECTOR, "score": _round(det.score),
             "diameter_mm": _round(det.diameter_mm, 2), "candidate_score": _round(det.candidate_score),
             "cnn_score": _round(det.cnn_score), "yolo_score": _round(det.yolo_score),
-            "location": det.location, "ijk": [_round(v, 3) for v in det.ijk]}))
+            "paramagnetic_score": _round(det.paramagnetic_score), "location": det.location, "ijk": [_round(v, 3) for v in det.ijk]}))
     node.SetAttribute(ATTRIBUTE_PREFIX + "Device", result.device)
     node.SetAttribute(ATTRIBUTE_PREFIX + "NumberOfCandidates", str(result.n_candidates))
     node.SetAttribute(ATTRIBUTE_PREFIX + "Timings", json.dumps({k: round(v, 3) for k, v in result.timings.items()}))
@@ -162,7 +163,8 @@ def point_info(node, index: int) -> PointInfo:
         index=index, label=node.GetNthControlPointLabel(index), ras=tuple(ras),
         ijk=tuple(ijk) if ijk else None, diameter_mm=data.get("diameter_mm"),
         candidate_score=data.get("candidate_score"), cnn_score=data.get("cnn_score"),
-        yolo_score=data.get("yolo_score"), score=data.get("score"),
+        yolo_score=data.get("yolo_score"), paramagnetic_score=data.get("paramagnetic_score"),
+        score=data.get("score"),
         status=data.get("status", ACCEPTED), source=data.get("source", READER),
         location=data.get("location", "unknown"))
 
@@ -194,7 +196,8 @@ def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = No
     node.SetNthControlPointLabel(index, f"Reader-{readers + 1}")
     node.SetNthControlPointDescription(index, _encode({
         "status": ACCEPTED, "source": READER, "score": None, "diameter_mm": _round(diameter_mm, 2),
-        "candidate_score": None, "cnn_score": None, "yolo_score": None, "location": location,
+        "candidate_score": None, "cnn_score": None, "yolo_score": None, "paramagnetic_score": None,
+        "location": location,
         "ijk": None if ijk is None else [_round(v, 3) for v in ijk]}))
     _apply_point_display(node, index, ACCEPTED, pending_only=False)
 

@@ -133,6 +133,18 @@ def mask_to_array(mask_node, reference_node) -> np.ndarray:
     return mask
 
 
+def phase_to_array(phase_node, reference_node) -> np.ndarray:
+    """Phase image as a ``[k, j, i]`` array; it must share the magnitude volume's grid
+    (phase cannot be interpolated across wraps)."""
+    phase = _image_array(phase_node, "phase volume")
+    ref_shape = tuple(reversed(reference_node.GetImageData().GetDimensions()))
+    if not _same_grid(phase.shape, world_geometry(phase_node), ref_shape, world_geometry(reference_node)):
+        raise CMBDetectorError(
+            f"Phase volume '{phase_node.GetName()}' is not on the grid of '{reference_node.GetName()}' "
+            "(size, spacing, origin or orientation differ); select the phase of the same acquisition.")
+    return phase
+
+
 def volume_from_array(scene, array: np.ndarray, geometry: Geometry, name: str):
     """Add a new ``vtkMRMLScalarVolumeNode`` holding ``array`` with ``geometry`` to ``scene``."""
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)

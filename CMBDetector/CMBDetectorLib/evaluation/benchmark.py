@@ -44,16 +44,18 @@ def test_scan(n: int, seed0: int = TEST_SEED0):
 
 
 def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
-    """Score every candidate once and keep the detections of each ablation variant."""
+    """Score every candidate once and keep the detections of each ablation variant; the last,
+    "fused+phase", also uses the scan's phase image."""
     gt_ras, gt_diam = scan.cmb_truth()
-    scored = score_candidates(scan.magnitude, scan.geometry, config)
+    scored = score_candidates(scan.magnitude, scan.geometry, config, phase=scan.phase)
     variants = {}
     response = scored.candidates.response
     for name, scores, floor in (
         ("candidates", response, MIN_RESPONSE),
         ("cnn", scored.cnn, 0.0),
         ("cnn+yolo", (scored.cnn + np.nan_to_num(scored.yolo)) / 2, 0.0),  # plain mean, before the fusion
-        ("fused", final_scores(scored, config.models_dir), 0.0),
+        ("fused", final_scores(scored, config.models_dir, use_phase=False), 0.0),
+        ("fused+phase", final_scores(scored, config.models_dir), 0.0),
     ):
         result = select(scored, scores, floor)
         ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)

@@ -1,6 +1,6 @@
 """Time and peak memory of one ``detect`` call on an image file, in a fresh process.
 
-``python -m CMBDetectorLib.evaluation.profile SCAN.nii.gz [--device cpu|cuda] [--threads N]``
+``python -m CMBDetectorLib.evaluation.profile SCAN.nii.gz [--phase PHASE.nii.gz] [--device cpu|cuda] [--threads N]``
 prints one JSON line: stage seconds, total seconds, peak resident memory (MB), detections.
 """
 
@@ -18,6 +18,7 @@ from ..config import MODELS_DIR
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("image")
+    parser.add_argument("--phase", help="phase image of the scan (same grid)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
@@ -32,11 +33,12 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     array, geometry = read_image(args.image)
+    phase = None if args.phase is None else read_image(args.phase)[0]
     t = time.perf_counter()
-    result = detect(array, geometry, DetectorConfig(device=args.device, models_dir=args.models_dir))
+    result = detect(array, geometry, DetectorConfig(device=args.device, models_dir=args.models_dir), phase=phase)
     total = time.perf_counter() - t
     print(json.dumps({
-        "shape_ijk": list(array.shape[::-1]), "device": result.device, "total_s": round(total, 2),
+        "shape_ijk": list(array.shape[::-1]), "device": result.device, "phase": phase is not None, "total_s": round(total, 2),
         "stages_s": {k: round(v, 2) for k, v in result.timings.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "detections": result.count}))

@@ -1,9 +1,11 @@
 """Fit the score fusion (:mod:`CMBDetectorLib.fusion`) on scans the CNN and YOLO never saw.
 
 Every scan goes through the full pipeline with the models in ``--models-dir``; each candidate
-the CNN lets through to YOLO becomes one row (CNN and YOLO scores, slice thickness), labelled by
-whether it hits a microbleed (centre within radius + 2 mm). Sources are the benchmark's fusion
-seeds (synthetic) or a folder of NIfTI + CSV annotations as for :mod:`.dataset`.
+the CNN lets through to YOLO becomes one row (CNN and YOLO scores, slice thickness, paramagnetic
+score), labelled by whether it hits a microbleed (centre within radius + 2 mm). Sources are the
+benchmark's fusion seeds (synthetic) or a folder of NIfTI + CSV annotations as for
+:mod:`.dataset` (``X_phase.nii.gz`` beside ``X_mag.nii.gz`` adds the phase). Writes
+``cmb_fusion.json`` and, when every scan has a phase image, ``cmb_fusion_phase.json``.
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ import numpy as np
 
 from ..config import MODELS_DIR, DetectorConfig
 from ..evaluation.metrics import match_candidates
-from ..fusion import FUSION_WEIGHTS, ScoreFusion
+from ..fusion import FEATURES, FUSION_WEIGHTS, PHASE_FUSION_WEIGHTS, ScoreFusion
 from ..geometry import Geometry, read_image
 from ..pipeline import fusion_rows, score_candidates
+from ..scanfiles import phase_partner
 from .dataset import find_annotated_scans, read_annotations
 
 FUSION_SEED0 = 60_000  # disjoint from training (< 10 000), validation (50 000+) and test (100 000+)
 
 
 def scan_rows(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_diam: np.ndarray,
-              models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Fusion inputs and labels of the candidates of one scan that reach the YOLO stage."""
+              models_dir: Path, phase: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fusion inputs (with the paramagnetic column when ``phase`` is given) and labels of the
+    candidates of one scan that reach the YOLO stage."""
     import torch
 
     torch.set_num_threads(1)
-    scored = score_candidates(array, geometry, DetectorConfig(device="cpu", models_dir=models_dir))
+    scored = score_candidates(array, geometry, DetectorConfig(device="cpu", models_dir=models_dir), phase=phase)
     look, x = fusion_rows(scored)
     points = scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[look][:, ::-1])
     y = match_candidates(points, np.asarray(cmb_ras, float).reshape(-1, 3), np.asarray(cmb_diam, float)) >= 0
@@ -42,16 +46,19 @@ def _synthetic_rows(n: int, models_dir: Path):
     from ..evaluation.benchmark import test_scan
 
     scan = test_scan(n, FUSION_SEED0)
-    return scan_rows(scan.magnitude, scan.geometry, *scan.cmb_truth(), models_dir)
+    return scan_rows(scan.magnitude, scan.geometry, *scan.cmb_truth(), models_dir, scan.phase)
 
 
 def _file_rows(pair: tuple[Path, Path], models_dir: Path):
     array, geometry = read_image(pair[0])
-    return scan_rows(array, geometry, *read_annotations(pair[1]), models_dir)
+    partner = phase_partner(pair[0])
+    phase = None if partner is None else read_image(partner)[0]
+    return scan_rows(array, geometry, *read_annotations(pair[1]), models_dir, phase)
 
 
-def fit(sources, models_dir: Path, out: Path, workers: int = 2, l2: float = 1.0) -> ScoreFusion:
-    """Rows from every source (ints: fusion seeds; (image, csv) pairs: real scans), then the fit."""
+def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 1.0) -> list[ScoreFusion]:
+    """Rows from every source (ints: fusion seeds; (image, csv) pairs: real scans), then the fits:
+    magnitude only, and with phase when every source has a phase image."""
     sources = list(sources)
     fn = _synthetic_rows if sources and isinstance(sources[0], int) else _file_rows
     xs, ys = [], []
@@ -60,11 +67,19 @@ def fit(sources, models_dir: Path, out: Path, workers: int = 2, l2: float = 1.0)
             xs.append(x)
             ys.append(y)
             print(f"[fusion] {n}/{len(sources)} scans, {len(y)} rows, {int(y.sum())} on microbleeds", flush=True)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    fusion = ScoreFusion.fit(x, y, l2=l2)
-    fusion.save(out, {"n_scans": len(sources), "n_rows": int(len(y)), "n_positive": int(y.sum()), "l2": l2})
-    print(f"[fusion] saved {out} ({len(y)} rows, {int(y.sum())} positive)", flush=True)
-    return fusion
+    y = np.concatenate(ys)
+    with_phase = all(x.shape[1] > len(FEATURES) for x in xs)
+    x = np.concatenate([x if with_phase else x[:, :len(FEATURES)] for x in xs])
+    metadata = {"n_scans": len(sources), "n_rows": int(len(y)), "n_positive": int(y.sum()), "l2": l2}
+    fits = []
+    for columns, name in ((len(FEATURES), FUSION_WEIGHTS), (x.shape[1], PHASE_FUSION_WEIGHTS))[:1 + with_phase]:
+        fusion = ScoreFusion.fit(x[:, :columns], y, l2=l2)
+        fusion.save(Path(out_dir) / name, metadata)
+        fits.append(fusion)
+        print(f"[fusion] saved {Path(out_dir) / name} ({len(y)} rows, {int(y.sum())} positive)", flush=True)
+    if not with_phase:
+        print(f"[fusion] {PHASE_FUSION_WEIGHTS} not written: not every scan has a phase image", flush=True)
+    return fits
 
 
 def main(argv=None):
@@ -73,7 +88,7 @@ def main(argv=None):
     source.add_argument("--synthetic", type=int, metavar="N", help=f"the first N fusion seeds ({FUSION_SEED0}+)")
     source.add_argument("--folder", type=Path, help="folder of NIfTI scans + CSV annotations")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="CNN and YOLO weights to fuse")
-    parser.add_argument("--out", type=Path, help=f"output JSON (default: <models-dir>/{FUSION_WEIGHTS})")
+    parser.add_argument("--out-dir", type=Path, help="where the JSON files go (default: --models-dir)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
     args = parser.parse_args(argv)
@@ -83,7 +98,7 @@ def main(argv=None):
         sources = find_annotated_scans(args.folder)
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
-    fit(sources, args.models_dir, args.out or args.models_dir / FUSION_WEIGHTS, workers=args.workers, l2=args.l2)
+    fit(sources, args.models_dir, args.out_dir or args.models_dir, workers=args.workers, l2=args.l2)
 
 
 if __name__ == "__main__":

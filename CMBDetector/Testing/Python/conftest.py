@@ -63,8 +63,8 @@ def fake_detect(monkeypatch):
     calls = []
 
     def install(ijk_points, **kwargs):
-        def detect(array, geometry, config=None, mask=None, progress=None, cancel=None):
-            calls.append({"array": array, "geometry": geometry, "config": config, "mask": mask})
+        def detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None):
+            calls.append({"array": array, "geometry": geometry, "config": config, "mask": mask, "phase": phase})
             for fraction, stage in ((0.0, "Checking input"), (0.5, "3D CNN"), (1.0, "Done")):
                 if cancel is not None and cancel():
                     from CMBDetectorLib.progress import DetectionCancelled

@@ -9,7 +9,8 @@ import pytest
 from CMBDetectorLib.config import MODELS_DIR
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.evaluation.metrics import roc_auc
-from CMBDetectorLib.fusion import FEATURES, FUSION_WEIGHTS, ScoreFusion, fusion_inputs
+from CMBDetectorLib.fusion import (FEATURES, FUSION_WEIGHTS, PHASE_FEATURES, PHASE_FUSION_WEIGHTS, ScoreFusion,
+                                   fusion_inputs)
 
 
 def test_no_candidates_give_empty_rows():
@@ -63,15 +64,29 @@ def test_shipped_fusion_rewards_both_model_scores():
     assert fusion.weights[FEATURES.index("cnn_logit")] > 0 and fusion.weights[FEATURES.index("yolo_logit")] > 0
 
 
+def test_shipped_phase_fusion_rewards_paramagnetic_candidates():
+    fusion = ScoreFusion.load(MODELS_DIR, with_phase=True)
+    assert fusion.features == PHASE_FEATURES and fusion.weights[PHASE_FEATURES.index("paramagnetic")] > 0
+    bleed, calcification = fusion_inputs(np.array([0.95, 0.95]), np.array([0.6, 0.6]), False, np.array([0.6, -0.6]))
+    assert fusion.score(bleed[None])[0] > 0.5 > fusion.score(calcification[None])[0]
+
+
+def test_phase_and_magnitude_fusions_are_not_interchangeable(tmp_path):
+    shutil.copyfile(MODELS_DIR / FUSION_WEIGHTS, tmp_path / PHASE_FUSION_WEIGHTS)
+    with pytest.raises(CMBDetectorError, match="differ"):
+        ScoreFusion.load(tmp_path, with_phase=True)
+
+
 def test_train_fusion_on_an_annotated_folder(tmp_path):
     from CMBDetectorLib.training.dataset import find_annotated_scans
     from CMBDetectorLib.training.train_fusion import fit
 
     from conftest import MODULE_DIR
 
-    pairs = find_annotated_scans(MODULE_DIR / "Resources" / "SampleData")
+    pairs = find_annotated_scans(MODULE_DIR / "Resources" / "SampleData")  # magnitude + phase + objects CSV
     assert len(pairs) == 1
-    fit(pairs, MODELS_DIR, tmp_path / FUSION_WEIGHTS, workers=1)
+    fit(pairs, MODELS_DIR, tmp_path, workers=1)
     data = json.loads((tmp_path / FUSION_WEIGHTS).read_text())
     assert data["n_scans"] == 1 and 1 <= data["n_positive"] < data["n_rows"]
     assert ScoreFusion.load(tmp_path).weights.shape == (len(FEATURES),)
+    assert ScoreFusion.load(tmp_path, with_phase=True).weights.shape == (len(PHASE_FEATURES),)

@@ -216,6 +216,20 @@ def test_cancel_leaves_scene_and_existing_review_unchanged(scene, volume, applie
     assert logic.getPointStatus(applied.fiducialNode, 0) == "accepted"
 
 
+def test_phase_volume_reaches_the_detector_and_a_foreign_grid_is_refused(scene, volume, fake_detect):
+    calls = fake_detect(IJK)
+    phase = np.random.default_rng(2).uniform(-np.pi, np.pi, SHAPE).astype(np.float32)
+    phase_node = volumes.volume_from_array(scene, phase, GEOMETRY, "phase")
+    CMBDetectorLogic().process(volume, phaseNode=phase_node)
+    np.testing.assert_array_equal(calls[-1]["phase"], phase)
+    shifted = Geometry.from_parts(spacing=(0.9, 0.9, 2.0), origin=(91.0, -110.0, -40.0), direction=np.diag([-1.0, 1.0, 1.0]))
+    other = volumes.volume_from_array(scene, phase, shifted, "phase elsewhere")
+    state = scene_state(scene)
+    with pytest.raises(CMBDetectorError, match="not on the grid of 'scan'"):
+        CMBDetectorLogic().process(volume, phaseNode=other)
+    assert scene_state(scene) == state and len(calls) == 1
+
+
 def test_input_volume_is_not_modified(volume, fake_detect):
     fake_detect(IJK)
     before, mtime = volumes.volume_to_array(volume)[0], volume.GetMTime()
@@ -278,6 +292,23 @@ def test_cancel_in_scan_k_keeps_earlier_scans(tmp_path, fake_detect):
     assert [r["file"] for r in read_csv(tmp_path / "out" / "summary.csv")] == ["scan1.nii.gz", "scan2.nii.gz"]
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["scan1.csv", "scan1.mrk.json", "scan2.csv", "scan2.mrk.json", "summary.csv"]
+
+
+def test_batch_pairs_each_scan_with_its_phase_image(tmp_path, fake_detect, capsys):
+    calls = fake_detect(IJK)
+    folder = tmp_path / "in"
+    write_scans(folder, 2)
+    (folder / "scan1.nii.gz").rename(folder / "scan1_mag.nii.gz")
+    phase = np.random.default_rng(5).uniform(-np.pi, np.pi, SHAPE).astype(np.float32)
+    write_image(folder / "scan1_phase.nii.gz", phase, GEOMETRY)
+    batch = CMBDetectorLogic().processDirectory(folder, tmp_path / "out")
+    assert [o.file for o in batch.outcomes] == ["scan1_mag.nii.gz", "scan2.nii.gz"] and not batch.failed
+    np.testing.assert_allclose(calls[0]["phase"], phase)
+    assert calls[1]["phase"] is None
+    assert cli_main([str(folder / "scan1_mag.nii.gz"), str(tmp_path / "one")]) == 0
+    assert "phase: scan1_phase.nii.gz" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main([str(folder), str(tmp_path / "x"), "--phase", str(folder / "scan1_phase.nii.gz")])
 
 
 def test_cli_runs_a_folder_and_returns_failure_status(tmp_path, fake_detect, capsys):

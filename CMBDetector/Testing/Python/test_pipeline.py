@@ -16,6 +16,7 @@ from CMBDetectorLib.synth import read_objects_csv
 from conftest import MODULE_DIR
 
 SAMPLE = MODULE_DIR / "Resources" / "SampleData" / "SampleSWI_mag.nii.gz"
+SAMPLE_PHASE = MODULE_DIR / "Resources" / "SampleData" / "SampleSWI_phase.nii.gz"
 OBJECTS = MODULE_DIR / "Resources" / "SampleData" / "SampleSWI_objects.csv"
 
 
@@ -29,6 +30,15 @@ def sample_result(use_yolo=True):
     array, geometry = sample()
     stages = []
     result = detect(array, geometry, DetectorConfig(use_yolo=use_yolo),
+                    progress=lambda stage, fraction: stages.append((stage, fraction)))
+    return result, stages
+
+
+@functools.lru_cache(maxsize=None)
+def sample_result_with_phase(convention="right-handed"):
+    array, geometry = sample()
+    stages = []
+    result = detect(array, geometry, DetectorConfig(phase_convention=convention), phase=read_image(SAMPLE_PHASE)[0],
                     progress=lambda stage, fraction: stages.append((stage, fraction)))
     return result, stages
 
@@ -69,6 +79,28 @@ def test_progress_names_every_stage_in_order():
                      "Score fusion", "Post-processing", "Done"]
     fractions = [f for _, f in stages]
     assert fractions == sorted(fractions)
+
+
+def test_phase_scores_the_sample_microbleeds_as_paramagnetic():
+    result, stages = sample_result_with_phase()
+    assert "Phase evidence" in [s for s, _ in stages] and "phase" in result.timings
+    gt_ras, gt_diam = truth()
+    ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
+    matched = match_detections(ras, np.array([d.score for d in result.detections]), gt_ras, gt_diam)
+    assert (matched >= 0).sum() >= 0.75 * len(gt_ras) and (matched < 0).sum() <= 3
+    hits = [d.paramagnetic_score for d, m in zip(result.detections, matched) if m >= 0]
+    assert all(p is not None and p > 0.2 for p in hits)
+    assert all(d.paramagnetic_score is None for d in sample_result()[0].detections)
+
+
+def test_wrong_phase_convention_turns_the_microbleeds_diamagnetic():
+    gt_ras, gt_diam = truth()
+
+    def hits(result):
+        ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
+        return int((match_detections(ras, np.array([d.score for d in result.detections]), gt_ras, gt_diam) >= 0).sum())
+
+    assert hits(sample_result_with_phase("left-handed")[0]) < hits(sample_result_with_phase()[0])
 
 
 def test_without_yolo_scores_are_cnn_only():
