@@ -29,7 +29,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
+from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig, preset_threshold
 from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
 from CMBDetectorLib.progress import DetectionCancelled
 from CMBDetectorMRML import logic as mrmlLogic
@@ -127,6 +127,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sensitivityComboBox.connect("currentIndexChanged(int)", self.onSensitivityChanged)
         self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
         self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialsChanged)
+        self.ui.phaseSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.onSensitivityChanged(0))
         self.ui.previousButton.connect("clicked(bool)", lambda: self.step(-1))
         self.ui.nextButton.connect("clicked(bool)", lambda: self.step(+1))
         self.ui.acceptButton.connect("clicked(bool)", lambda: self.decide(markups.ACCEPTED))
@@ -186,22 +187,28 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.toolTip = _("Detect microbleeds in the input volume.") if ready else _(
             "Select an input volume.")
 
+    def _presetThreshold(self, preset: str) -> float:
+        """The preset's threshold for the current input (its table depends on a phase volume)."""
+        return preset_threshold(preset, with_phase=self.ui.phaseSelector.currentNode() is not None)
+
     def onSensitivityChanged(self, index: int) -> None:
         preset = self.ui.sensitivityComboBox.currentText
         if preset in SENSITIVITY_PRESETS:
-            self.ui.thresholdSliderWidget.value = SENSITIVITY_PRESETS[preset]
+            self.ui.thresholdSliderWidget.value = self._presetThreshold(preset)
 
     def onThresholdChanged(self, value: float) -> None:
         preset = self.ui.sensitivityComboBox.currentText
-        if preset in SENSITIVITY_PRESETS and abs(SENSITIVITY_PRESETS[preset] - value) > 1e-6:
+        if preset in SENSITIVITY_PRESETS and abs(self._presetThreshold(preset) - value) > 1e-6:
             self.ui.sensitivityComboBox.currentText = "custom"
 
     # -- detection -----------------------------------------------------------------------------
 
     def onApplyButton(self) -> None:
         p = self._parameterNode
-        config = DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device],
-                                threshold=p.threshold, use_yolo=p.useYolo, phase_convention=p.phaseConvention)
+        preset = p.sensitivity if p.sensitivity in SENSITIVITY_PRESETS else "balanced"
+        config = DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device], sensitivity=preset,
+                                threshold=None if p.sensitivity in SENSITIVITY_PRESETS else p.threshold,
+                                use_yolo=p.useYolo, phase_convention=p.phaseConvention)
         if not self.logic.ensureDependencies(config.use_yolo):
             self.ui.statusLabel.text = _("Detection needs PyTorch and the packages listed above.")
             return
@@ -244,7 +251,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         total = sum(out.result.timings.values())
         self.ui.statusLabel.text = _("{count} microbleed(s) found in {seconds:.1f} s on {device}.").format(
             count=out.result.count, seconds=total, device=out.result.device)
-        self.ui.resultsLabel.text = report.summary_text(
+        self.ui.resultsLabel.text = report.scan_call_text(out.result) + "\n" + report.summary_text(
             self.logic.summary(node), out.result.timings, out.result.warnings)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
         self._currentIndex = -1

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CMBDetector"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig  # noqa: E402
+from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
-    TEST_SEED0, VALIDATION_SEED0, evaluate_scan, froc, summarise, test_scan)
+    FROC_THRESHOLDS, TEST_SEED0, VALIDATION_SEED0, evaluate_scan, froc, summarise, test_scan)
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
@@ -78,7 +78,9 @@ def fmt(v) -> str:
 def report(results: dict) -> str:
     lines = [f"Held-out synthetic test set: {results['n_scans']} scans "
              f"({results['n_gre2d_15t']} 2D GRE 1.5 T, {results['n_negative']} without microbleeds, "
-             f"{results['n_lesions']} microbleeds); final threshold {results['threshold']}.", "",
+             f"{results['n_lesions']} microbleeds); each row at its input's default (\"balanced\") threshold: "
+             + ", ".join(f"{FINAL[k]} {t}" for k, t in results["thresholds"].items()) + ". Subject level: a scan "
+             "is positive when it has a detection, except in the scan-level call rows.", "",
              "| Stage | Lesion sens. | Precision | F1 | FP/scan | Subj. bal. acc. | AUC | Subj. prec. | Subj. sens. | Subj. F1 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for key, name in VARIANTS.items():
@@ -86,6 +88,11 @@ def report(results: dict) -> str:
         lines.append(f"| {name} | {fmt(les['sensitivity'])} | {fmt(les['precision'])} | {fmt(les['f1'])} | "
                      f"{les['fp_per_scan']:.2f} | {fmt(sub['balanced_accuracy'])} | {fmt(sub['auc'])} | "
                      f"{fmt(sub['precision'])} | {fmt(sub['sensitivity'])} | {fmt(sub['f1'])} |")
+    for key, row in results["scan_call"].items():
+        sub = row["subject"]
+        lines.append(f"| Scan-level call, {FINAL[key]} (best score >= {row['threshold']}) | | | | | "
+                     f"{fmt(sub['balanced_accuracy'])} | {fmt(sub['auc'])} | {fmt(sub['precision'])} | "
+                     f"{fmt(sub['sensitivity'])} | {fmt(sub['f1'])} |")
     lines += ["", f"Candidate screen recall (a candidate within radius + 2 mm of the microbleed, before any "
               f"suppression): {fmt(results['candidate_recall'])} ({results['candidate_hits']}/{results['n_lesions']}), "
               f"{results['candidates_per_scan']:.0f} candidates per scan on average. The candidates-only row "
@@ -109,6 +116,11 @@ def report(results: dict) -> str:
     for key, points in results["froc"].items():
         lines.append(f"FROC, {VARIANTS[key]} (threshold: FP/scan, sensitivity): " + "; ".join(
             f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in points) + "\n")
+    for key, rows in results["subject_sweep"].items():
+        lines.append(f"Subject level by the best detection's score, {FINAL[key]} (threshold: balanced accuracy, "
+                     "precision, sensitivity, F1): " + "; ".join(
+                         f"{t:.2f}: {fmt(r['balanced_accuracy'])}, {fmt(r['precision'])}, {fmt(r['sensitivity'])}, "
+                         f"{fmt(r['f1'])}" for t, r in rows) + "\n")
     for prof in results["profiles"]:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in prof["stages_s"].items())
         inputs = "magnitude + phase" if prof["phase"] else "magnitude"
@@ -138,6 +150,7 @@ def main(argv=None):
     parser.add_argument("--readme", action="store_true", help="refresh the README's benchmark section")
     args = parser.parse_args(argv)
     config = DetectorConfig(device=args.device)
+    thresholds = {key: preset_threshold("balanced", key == "fused+phase") for key in FINAL}
     if args.models_dir:
         config.models_dir = args.models_dir.resolve()
     outcomes, n_gre = [], 0
@@ -159,17 +172,22 @@ def main(argv=None):
     results = {
         "seeds": "validation" if args.validation else "test", "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
-        "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "threshold": config.threshold,
+        "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,
         "candidate_hits": sum(o.candidate_hits for o in outcomes),
         "candidate_recall": sum(o.candidate_hits for o in outcomes) / max(1, sum(len(o.gt_ras) for o in outcomes)),
         "candidates_per_scan": float(np.mean([o.n_candidates for o in outcomes])),
-        "rows": {v: summarise(outcomes, v, config.threshold if v != "candidates" else -np.inf) for v in VARIANTS},
-        "presets": {key: {name: {"threshold": t, **summarise(outcomes, key, t)}
-                          for name, t in SENSITIVITY_PRESETS.items()} for key in FINAL},
-        "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, config.threshold)}
+        "rows": {v: summarise(outcomes, v, -np.inf if v == "candidates" else thresholds.get(v, thresholds["fused"]))
+                 for v in VARIANTS},
+        "scan_call": {key: {"threshold": SCAN_THRESHOLD, **summarise(outcomes, key, thresholds[key], SCAN_THRESHOLD)}
+                      for key in FINAL},
+        "presets": {key: {name: {"threshold": (t := preset_threshold(name, key == "fused+phase")),
+                                 **summarise(outcomes, key, t)} for name in SENSITIVITY_PRESETS} for key in FINAL},
+        "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, thresholds[key])}
                             for kind in ("3D SWI", "2D GRE")
                             if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL},
-        "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")}, "profiles": profiles}
+        "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")},
+        "subject_sweep": {key: [(t, summarise(outcomes, key, t)["subject"]) for t in FROC_THRESHOLDS] for key in FINAL},
+        "profiles": profiles}
     text = report(results)
     print(text)
     if args.validation:

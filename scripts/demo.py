@@ -43,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, default=SAMPLE, help="scan to process (default: bundled sample)")
     parser.add_argument("--truth", type=Path, help="ground-truth objects CSV (default: <name>_objects.csv next to the scan)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threshold", type=float, default=SENSITIVITY_PRESETS["balanced"])
+    parser.add_argument("--sensitivity", choices=tuple(SENSITIVITY_PRESETS), default="balanced")
+    parser.add_argument("--threshold", type=float, help="final-score threshold (overrides --sensitivity)")
     parser.add_argument("--no-yolo", action="store_true", help="skip the YOLO rescoring stage")
     parser.add_argument("--no-phase", action="store_true", help="ignore the phase image beside the scan")
     return parser.parse_args(argv)
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     name = output_name(args.input)
     truth_path = args.truth or args.input.with_name(f"{name}_objects.csv")
-    config = DetectorConfig(device=args.device, threshold=args.threshold, use_yolo=not args.no_yolo)
+    config = DetectorConfig(device=args.device, sensitivity=args.sensitivity, threshold=args.threshold,
+                            use_yolo=not args.no_yolo)
     headless = new_scene()
     try:
         volume = volumes.load_volume(headless.scene, args.input)
@@ -176,6 +178,7 @@ def main(argv=None) -> int:
     draw_overview(overview_path, array, geometry, points, truth)
 
     print(f"\n{out.result.count} microbleed(s) detected ({out.result.n_candidates} candidates, device {out.result.device})")
+    print(report.scan_call_text(out.result))
     print(report.summary_text(logic.summary(out.fiducialNode), out.result.timings, out.result.warnings))
     if len(truth):
         found = np.array([p.ras for p in points]).reshape(-1, 3)

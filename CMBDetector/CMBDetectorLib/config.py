@@ -5,13 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import CMBDetectorError
+
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
 
-# Final-score thresholds for the panel's sensitivity presets, chosen on the validation seeds
-# (scripts/benchmark.py --validation --n 40): "balanced" is the lowest threshold at about a third
-# of a false positive per scan, "high" trades ~0.7 FP/scan for a few more lesions, "specific"
-# keeps ~0.1 FP/scan.
-SENSITIVITY_PRESETS = {"high": 0.3, "balanced": 0.5, "specific": 0.8}
+# Final-score thresholds of the panel's sensitivity presets, one table per input (the two score
+# fusions differ), chosen on the validation seeds (scripts/benchmark.py --validation --n 40):
+# "balanced" is the lowest threshold at about a third of a false positive per scan, "high" trades
+# more false positives for a few more lesions, "specific" keeps ~0.1 FP/scan.
+SENSITIVITY_PRESETS = {"high": 0.3, "balanced": 0.5, "specific": 0.8}  # magnitude only
+PHASE_SENSITIVITY_PRESETS = {"high": 0.2, "balanced": 0.3, "specific": 0.8}  # magnitude + phase
+# Scan-level call ("this scan has microbleeds"): the best detection reaches this final score,
+# for both inputs (validation: best balanced accuracy of the sweep 0.2-0.95 with and without
+# phase). Stricter than the lesion presets, which leave doubtful points for the reader to reject.
+SCAN_THRESHOLD = 0.9
+
+
+def preset_threshold(sensitivity: str, with_phase: bool) -> float:
+    """Final-score threshold of a sensitivity preset for magnitude-only or magnitude + phase input."""
+    presets = PHASE_SENSITIVITY_PRESETS if with_phase else SENSITIVITY_PRESETS
+    if sensitivity not in presets:
+        raise CMBDetectorError(f"Unknown sensitivity '{sensitivity}': choose {', '.join(presets)}.")
+    return presets[sensitivity]
 
 
 @dataclass
@@ -19,7 +34,9 @@ class DetectorConfig:
     """How to run :func:`CMBDetectorLib.pipeline.detect`.
 
     modality: "auto", "swi" or "gre"; device: "auto", "cpu" or "cuda";
-    threshold: final score in [0, 1] a detection must reach; use_yolo: run the YOLO rescoring stage;
+    sensitivity: "high", "balanced" or "specific" preset; threshold: final score in [0, 1] a
+    detection must reach (None: the preset's, which depends on whether a phase image is given);
+    use_yolo: run the YOLO rescoring stage;
     echo: which echo of a multi-echo ``[k, j, i, echo]`` volume to use (None: combine all echoes);
     phase_convention: "right-handed" (paramagnetic tissue has negative phase) or "left-handed",
     used only when a phase image is given.
@@ -27,8 +44,13 @@ class DetectorConfig:
 
     modality: str = "auto"
     device: str = "auto"
-    threshold: float = SENSITIVITY_PRESETS["balanced"]
+    sensitivity: str = "balanced"
+    threshold: float | None = None
     use_yolo: bool = True
     models_dir: Path = MODELS_DIR
     echo: int | None = None
     phase_convention: str = "right-handed"
+
+    def threshold_for(self, with_phase: bool) -> float:
+        """The final-score threshold in force for this input."""
+        return preset_threshold(self.sensitivity, with_phase) if self.threshold is None else float(self.threshold)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .candidates import Candidates, find_candidates
 from .cnn import CandidateClassifier
-from .config import DetectorConfig
+from .config import SCAN_THRESHOLD, DetectorConfig
 from .fusion import FEATURES, ScoreFusion, fusion_inputs
 from .geometry import Geometry
 from .phase import dipole_correlation, highpass_phase, paramagnetic_sign
@@ -53,6 +53,7 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
     report("Checking input", 0.0)
     prepared = prepare_input(array, geometry, mask=mask, echo=config.echo, phase=phase)
     sign = None if phase is None else paramagnetic_sign(config.phase_convention)
+    config.threshold_for(phase is not None)  # an unknown preset fails here, not after the models
     warnings = list(prepared.warnings)
     device, device_warnings = select_device(config.device)
     warnings += device_warnings
@@ -137,7 +138,7 @@ def select(scored: ScoredCandidates, scores: np.ndarray, threshold: float) -> De
         None if scored.paramagnetic is None else scored.paramagnetic[order])
     return DetectionResult(detections=detections, geometry=scored.prepared.geometry,
                            timings=dict(scored.timings), warnings=list(scored.warnings),
-                           n_candidates=len(cands), device=scored.device)
+                           n_candidates=len(cands), device=scored.device, threshold=threshold)
 
 
 def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None = None,
@@ -156,7 +157,9 @@ def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None 
         scored.timings["fusion"] = time.perf_counter() - t
     report("Post-processing", 0.95)
     t = time.perf_counter()
-    result = select(scored, final, config.threshold)
+    with_phase = scored.paramagnetic is not None
+    result = select(scored, final, config.threshold_for(with_phase))
+    result.scan_threshold, result.used_phase = SCAN_THRESHOLD, with_phase
     result.timings["postprocessing"] = time.perf_counter() - t
     report("Done", 1.0)
     return result

@@ -40,7 +40,15 @@ class DetectionResult:
     warnings: list[str] = field(default_factory=list)
     n_candidates: int = 0
     device: str = "cpu"
+    threshold: float = 0.0  # final score the detections had to reach
+    scan_threshold: float = 1.0  # final score that makes the scan-level call positive
+    used_phase: bool = False
 
     @property
     def count(self) -> int:
         return len(self.detections)
+
+    @property
+    def has_microbleeds(self) -> bool:
+        """Scan-level call: the best detection reaches ``scan_threshold``."""
+        return any(d.score >= self.scan_threshold for d in self.detections)

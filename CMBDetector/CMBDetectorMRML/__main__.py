@@ -1,6 +1,6 @@
 """Headless batch CLI (slicer-core, no Slicer application needed).
 
-    PYTHONPATH=CMBDetector python -m CMBDetectorMRML INPUT OUTPUT_DIR [--threshold T] [--no-yolo] [--device D]
+    PYTHONPATH=CMBDetector python -m CMBDetectorMRML INPUT OUTPUT_DIR [--sensitivity S | --threshold T] [--no-yolo] [--device D]
         [--phase PHASE] [--phase-convention right-handed|left-handed]
 
 INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd); a phase image named
@@ -26,8 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m CMBDetectorMRML", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="scan file or folder of scans")
     parser.add_argument("output_dir", type=Path, help="folder for .mrk.json, .csv and summary.csv")
-    parser.add_argument("--threshold", type=float, default=SENSITIVITY_PRESETS["balanced"],
-                        help="final score a detection must reach, 0-1 (default %(default)s)")
+    parser.add_argument("--sensitivity", choices=tuple(SENSITIVITY_PRESETS), default="balanced",
+                        help="preset final-score threshold, set for magnitude-only or magnitude + phase input")
+    parser.add_argument("--threshold", type=float, help="final score a detection must reach, 0-1 (overrides --sensitivity)")
     parser.add_argument("--no-yolo", action="store_true", help="skip the YOLO rescoring stage")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--modality", choices=("auto", "swi", "gre"), default="auto")
@@ -37,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.phase is not None and args.input.is_dir():
         parser.error("--phase names the phase of one scan; for a folder, store X_phase.nii.gz beside each X_mag.nii.gz")
-    if not 0.0 <= args.threshold <= 1.0:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be between 0 and 1")
     return args
 
@@ -56,8 +57,8 @@ class _Printer:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = DetectorConfig(modality=args.modality, device=args.device, threshold=args.threshold,
-                            use_yolo=not args.no_yolo, phase_convention=args.phase_convention)
+    config = DetectorConfig(modality=args.modality, device=args.device, sensitivity=args.sensitivity,
+                            threshold=args.threshold, use_yolo=not args.no_yolo, phase_convention=args.phase_convention)
     logic = CMBDetectorLogic()
     try:
         if args.input.is_dir():

@@ -3,7 +3,7 @@
 Usable without the widget and headless (slicer-core)::
 
     logic = CMBDetectorLogic()
-    out = logic.process(volumeNode, DetectorConfig(threshold=0.5))
+    out = logic.process(volumeNode, DetectorConfig(sensitivity="balanced"))
     logic.setPointStatus(out.fiducialNode, 0, "accepted")
     logic.countsByStatus(out.fiducialNode).final
     logic.exportCSV(out.fiducialNode, "cmbs.csv")
@@ -152,7 +152,7 @@ class CMBDetectorLogic:
         with _rollback_on_error(scene):
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
                                                   replace, result)
-            markups.fill_fiducials(fiducials, result, threshold=(config or DetectorConfig()).threshold)
+            markups.fill_fiducials(fiducials, result)
             fiducials.SetNodeReferenceID(markups.VOLUME_ROLE, inputVolumeNode.GetID())
             fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
             tables.update_table(table, fiducials)

@@ -125,7 +125,7 @@ def ensure_display(node) -> None:
     display.SetPointLabelsVisibility(True)
 
 
-def fill_fiducials(node, result: DetectionResult, threshold: float | None = None) -> None:
+def fill_fiducials(node, result: DetectionResult) -> None:
     """Replace the node's points with one pending point per detection (labels CMB-1.. by score)."""
     detections = sorted(result.detections, key=lambda d: d.score, reverse=True)
     was_modifying = node.StartModify()
@@ -141,8 +141,9 @@ def fill_fiducials(node, result: DetectionResult, threshold: float | None = None
     node.SetAttribute(ATTRIBUTE_PREFIX + "NumberOfCandidates", str(result.n_candidates))
     node.SetAttribute(ATTRIBUTE_PREFIX + "Timings", json.dumps({k: round(v, 3) for k, v in result.timings.items()}))
     node.SetAttribute(ATTRIBUTE_PREFIX + "Warnings", json.dumps(result.warnings))
-    if threshold is not None:
-        node.SetAttribute(ATTRIBUTE_PREFIX + "Threshold", str(threshold))
+    node.SetAttribute(ATTRIBUTE_PREFIX + "Threshold", str(result.threshold))
+    node.SetAttribute(ATTRIBUTE_PREFIX + "UsedPhase", str(result.used_phase).lower())
+    node.SetAttribute(ATTRIBUTE_PREFIX + "ScanCall", "present" if result.has_microbleeds else "absent")
     ensure_display(node)
     apply_display(node)
     node.EndModify(was_modifying)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from CMBDetectorLib.results import DetectionResult
+
 from .markups import ReviewCounts, Summary
 
 
@@ -23,3 +25,13 @@ def summary_text(summary: Summary, timings: dict[str, float] | None = None,
         lines.append(f"Time: {total:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
     lines += [f"Warning: {w}" for w in warnings or []]
     return "\n".join(lines)
+
+
+def scan_call_text(result: DetectionResult) -> str:
+    """The detector's scan-level call, e.g. ``Scan-level call: microbleeds present (best score
+    0.97 >= 0.90; magnitude + phase)``."""
+    best = max((d.score for d in result.detections), default=None)
+    verdict = "microbleeds present" if result.has_microbleeds else "no microbleed"
+    best_text = "no detection" if best is None else f"best score {best:.2f}"
+    inputs = "magnitude + phase" if result.used_phase else "magnitude only"
+    return f"Scan-level call: {verdict} ({best_text}, call threshold {result.scan_threshold:.2f}; {inputs})"

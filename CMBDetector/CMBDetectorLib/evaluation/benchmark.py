@@ -67,8 +67,9 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
                        hits, len(response))
 
 
-def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float) -> dict:
-    """Lesion and subject metrics of one variant at one threshold."""
+def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_threshold: float | None = None) -> dict:
+    """Lesion and subject metrics of one variant at one threshold; a scan counts as positive when
+    it has a detection (or, with ``scan_threshold``, when its best detection reaches that)."""
     tp = fp = n_gt = 0
     has_cmb, predicted, scan_scores = [], [], []
     for o in outcomes:
@@ -79,8 +80,9 @@ def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float) -> di
         fp += int((matched < 0).sum())
         n_gt += len(o.gt_ras)
         has_cmb.append(len(o.gt_ras) > 0)
-        predicted.append(bool(keep.any()))
-        scan_scores.append(float(scores.max()) if len(scores) else 0.0)
+        best = float(scores.max()) if len(scores) else 0.0
+        predicted.append(bool(keep.any()) if scan_threshold is None else best >= scan_threshold)
+        scan_scores.append(best)
     return {"lesion": lesion_metrics(tp, fp, n_gt, len(outcomes)),
             "subject": subject_metrics(np.array(has_cmb), np.array(predicted), np.array(scan_scores))}
 

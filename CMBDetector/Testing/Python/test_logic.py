@@ -230,6 +230,21 @@ def test_phase_volume_reaches_the_detector_and_a_foreign_grid_is_refused(scene, 
     assert scene_state(scene) == state and len(calls) == 1
 
 
+def test_scan_level_call_is_reported_and_stored(volume, fake_detect):
+    from conftest import result_from_ijk
+
+    result = result_from_ijk(GEOMETRY, IJK, scores=[0.85, 0.7, 0.6, 0.5])
+    result.scan_threshold = 0.8
+    assert report.scan_call_text(result).startswith("Scan-level call: microbleeds present (best score 0.85")
+    result.scan_threshold = 0.9
+    assert report.scan_call_text(result).startswith("Scan-level call: no microbleed (best score 0.85")
+    fake_detect(IJK, scores=[0.95, 0.7, 0.6, 0.5])
+    out = CMBDetectorLogic().process(volume)
+    assert not out.result.has_microbleeds  # the stand-in result keeps the default call threshold 1.0
+    assert out.fiducialNode.GetAttribute("CMBDetector.ScanCall") == "absent"
+    assert out.fiducialNode.GetAttribute("CMBDetector.UsedPhase") == "false"
+
+
 def test_input_volume_is_not_modified(volume, fake_detect):
     fake_detect(IJK)
     before, mtime = volumes.volume_to_array(volume)[0], volume.GetMTime()
@@ -305,8 +320,9 @@ def test_batch_pairs_each_scan_with_its_phase_image(tmp_path, fake_detect, capsy
     assert [o.file for o in batch.outcomes] == ["scan1_mag.nii.gz", "scan2.nii.gz"] and not batch.failed
     np.testing.assert_allclose(calls[0]["phase"], phase)
     assert calls[1]["phase"] is None
-    assert cli_main([str(folder / "scan1_mag.nii.gz"), str(tmp_path / "one")]) == 0
+    assert cli_main([str(folder / "scan1_mag.nii.gz"), str(tmp_path / "one"), "--sensitivity", "high"]) == 0
     assert "phase: scan1_phase.nii.gz" in capsys.readouterr().out
+    assert calls[-1]["config"].sensitivity == "high" and calls[-1]["config"].threshold is None
     with pytest.raises(SystemExit):
         cli_main([str(folder), str(tmp_path / "x"), "--phase", str(folder / "scan1_phase.nii.gz")])
 

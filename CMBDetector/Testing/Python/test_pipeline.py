@@ -67,7 +67,7 @@ def test_sample_detections_are_consistent_and_inside_volume():
     for d in result.detections:
         assert all(-0.5 <= c <= n - 0.5 for c, n in zip(d.ijk, array.shape[::-1]))
         np.testing.assert_allclose(d.ras, geometry.ijk_to_ras_points(d.ijk)[0], atol=1e-6)
-        assert d.score >= DetectorConfig().threshold and d.yolo_score is not None
+        assert d.score >= result.threshold and d.yolo_score is not None
         assert 0.0 <= d.score <= 1.0
         assert 1.0 <= d.diameter_mm <= 15.0
 
@@ -79,6 +79,20 @@ def test_progress_names_every_stage_in_order():
                      "Score fusion", "Post-processing", "Done"]
     fractions = [f for _, f in stages]
     assert fractions == sorted(fractions)
+
+
+def test_thresholds_follow_the_preset_of_the_input():
+    from CMBDetectorLib.config import PHASE_SENSITIVITY_PRESETS, SCAN_THRESHOLD, SENSITIVITY_PRESETS
+
+    plain, with_phase = sample_result()[0], sample_result_with_phase()[0]
+    assert plain.threshold == SENSITIVITY_PRESETS["balanced"] and not plain.used_phase
+    assert with_phase.threshold == PHASE_SENSITIVITY_PRESETS["balanced"] and with_phase.used_phase
+    assert with_phase.scan_threshold == SCAN_THRESHOLD
+    assert with_phase.has_microbleeds == any(d.score >= SCAN_THRESHOLD for d in with_phase.detections)
+    assert with_phase.has_microbleeds  # the sample holds five microbleeds
+    array, geometry = sample()
+    with pytest.raises(CMBDetectorError, match="Unknown sensitivity 'paranoid'"):
+        detect(array, geometry, DetectorConfig(sensitivity="paranoid"))
 
 
 def test_phase_scores_the_sample_microbleeds_as_paramagnetic():
@@ -96,11 +110,17 @@ def test_phase_scores_the_sample_microbleeds_as_paramagnetic():
 def test_wrong_phase_convention_turns_the_microbleeds_diamagnetic():
     gt_ras, gt_diam = truth()
 
-    def hits(result):
+    def bleeds(result):
+        """(final score, paramagnetic score) of the detection on each true microbleed."""
         ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
-        return int((match_detections(ras, np.array([d.score for d in result.detections]), gt_ras, gt_diam) >= 0).sum())
+        matched = match_detections(ras, np.array([d.score for d in result.detections]), gt_ras, gt_diam)
+        return {int(m): (d.score, d.paramagnetic_score) for d, m in zip(result.detections, matched) if m >= 0}
 
-    assert hits(sample_result_with_phase("left-handed")[0]) < hits(sample_result_with_phase()[0])
+    right, left = bleeds(sample_result_with_phase()[0]), bleeds(sample_result_with_phase("left-handed")[0])
+    assert set(left) <= set(right) and len(right) >= 4
+    for m, (score, paramagnetic) in left.items():
+        assert paramagnetic == pytest.approx(-right[m][1], abs=1e-4) and paramagnetic < 0
+        assert score < right[m][0]
 
 
 def test_without_yolo_scores_are_cnn_only():
