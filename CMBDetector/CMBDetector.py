@@ -39,6 +39,7 @@ DEVICES = {"auto": "auto", "CPU": "cpu", "GPU": "cuda"}
 # Python packages the detector needs that Slicer does not ship (torch comes via PyTorchUtils).
 PIP_REQUIREMENTS = {"scipy": "scipy>=1.11", "ultralytics": "ultralytics==8.4.190"}
 SAMPLE_SCAN = os.path.join(os.path.dirname(__file__), "Resources", "SampleData", "SampleSWI_mag.nii.gz")
+SAMPLE_PHASE = os.path.join(os.path.dirname(__file__), "Resources", "SampleData", "SampleSWI_phase.nii.gz")
 
 
 #
@@ -476,4 +477,9 @@ class CMBDetectorTest(ScriptedLoadableModuleTest):
         rerun = logic.process(volume, outputFiducialNode=out.fiducialNode, outputTableNode=out.tableNode)
         self.assertIsNot(rerun.fiducialNode, out.fiducialNode)
         self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+
+        self.delayDisplay("Detecting with the phase image")
+        withPhase = logic.process(volume, phaseNode=slicer.util.loadVolume(SAMPLE_PHASE))
+        self.assertTrue(withPhase.result.used_phase and withPhase.result.has_microbleeds)
+        self.assertTrue(all(d.paramagnetic_score is not None for d in withPhase.result.detections))
         self.delayDisplay("Test passed")
