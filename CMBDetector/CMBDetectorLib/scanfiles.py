@@ -8,7 +8,8 @@ from pathlib import Path
 PHASE_TAG = "_phase"
 
 
-def _base(path: Path) -> str:
+def scan_base(path) -> str:
+    """The scan's name without ``.nii[.gz]`` and without a trailing ``_mag``."""
     stem = Path(path).name.split(".nii")[0]
     return stem[:-4] if stem.endswith("_mag") else stem
 
@@ -23,7 +24,7 @@ def phase_partner(path) -> Path | None:
     if is_phase_file(path):
         return None
     for suffix in (".nii.gz", ".nii"):
-        candidate = path.with_name(f"{_base(path)}{PHASE_TAG}{suffix}")
+        candidate = path.with_name(f"{scan_base(path)}{PHASE_TAG}{suffix}")
         if candidate.is_file():
             return candidate
     return None

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import read_image
+from ..scanfiles import scan_base
 from .examples import ScanExamples, scan_examples
 
 DEFAULT_DIAMETER_MM = 5.0
@@ -39,8 +40,7 @@ def find_annotated_scans(folder: Path) -> list[tuple[Path, Path]]:
     """(image, csv) pairs in ``folder``."""
     pairs = []
     for image in sorted(Path(folder).glob("*.nii*")):
-        stem = image.name.split(".nii")[0]
-        base = stem[:-4] if stem.endswith("_mag") else stem
+        base = scan_base(image)
         if base.endswith(("_phase", "_labels")):
             continue
         for name in (f"{base}_objects.csv", f"{base}.csv"):
