@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import MODELS_DIR, DetectorConfig
 from ..evaluation.metrics import match_candidates
-from ..fusion import FEATURES, FUSION_WEIGHTS, PHASE_FUSION_WEIGHTS, ScoreFusion
+from ..fusion import FEATURES, PHASE_FUSION_WEIGHTS, ScoreFusion, weights_file
 from ..geometry import Geometry, read_image
 from ..pipeline import fusion_rows, score_candidates
 from ..scanfiles import phase_partner
@@ -72,11 +72,12 @@ def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 
     x = np.concatenate([x if with_phase else x[:, :len(FEATURES)] for x in xs])
     metadata = {"n_scans": len(sources), "n_rows": int(len(y)), "n_positive": int(y.sum()), "l2": l2}
     fits = []
-    for columns, name in ((len(FEATURES), FUSION_WEIGHTS), (x.shape[1], PHASE_FUSION_WEIGHTS))[:1 + with_phase]:
-        fusion = ScoreFusion.fit(x[:, :columns], y, l2=l2)
-        fusion.save(Path(out_dir) / name, metadata)
+    for phase_model in (False, True)[:1 + with_phase]:
+        fusion = ScoreFusion.fit(x if phase_model else x[:, :len(FEATURES)], y, l2=l2)
+        path = Path(out_dir) / weights_file(phase_model)
+        fusion.save(path, metadata)
         fits.append(fusion)
-        print(f"[fusion] saved {Path(out_dir) / name} ({len(y)} rows, {int(y.sum())} positive)", flush=True)
+        print(f"[fusion] saved {path} ({len(y)} rows, {int(y.sum())} positive)", flush=True)
     if not with_phase:
         print(f"[fusion] {PHASE_FUSION_WEIGHTS} not written: not every scan has a phase image", flush=True)
     return fits
