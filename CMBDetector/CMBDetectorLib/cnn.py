@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from .patches import extract_patches
 
 PATCH_SIZE = 24
 CNN_WEIGHTS = "cmb_cnn3d.pt"
+# Candidates the first pass scores at least this are rescored averaged over the 16 views.
+TTA_GATE = 0.02
 
 
 def build_model(width: int = 8):
@@ -33,6 +36,16 @@ def standardise(patches: np.ndarray) -> np.ndarray:
     return patches - 1.0
 
 
+def views(cubes: np.ndarray):
+    """The 16 flips (each axis) and in-plane transposes of ``(N, k, j, i)`` cubes, the
+    symmetries the network was trained under (:func:`.training.train_cnn.augment`)."""
+    for flip_k, flip_j, flip_i, transpose in itertools.product((False, True), repeat=4):
+        view = cubes[:, ::-1] if flip_k else cubes
+        view = view[:, :, ::-1] if flip_j else view
+        view = view[:, :, :, ::-1] if flip_i else view
+        yield np.ascontiguousarray(view.transpose(0, 1, 3, 2) if transpose else view)
+
+
 class CandidateClassifier:
     """Loads the shipped CNN and scores candidate cubes in batches."""
 
@@ -47,14 +60,25 @@ class CandidateClassifier:
         self.device = torch.device(device)
         self.model.to(self.device).eval()
 
-    def score(self, image: np.ndarray, kji: np.ndarray, batch_size: int = 128) -> np.ndarray:
-        """Microbleed probability for each candidate ``kji``."""
+    def score(self, image: np.ndarray, kji: np.ndarray, batch_size: int = 128,
+              tta_gate: float | None = TTA_GATE) -> np.ndarray:
+        """Microbleed probability for each candidate ``kji``. Candidates the plain pass scores at
+        least ``tta_gate`` are rescored with the logit averaged over the 16 :func:`views`
+        (test-time augmentation; None turns it off)."""
+        logits = self._logits(image, kji, batch_size, augment=False)
+        if tta_gate is not None:
+            refine = np.flatnonzero(logits >= np.log(tta_gate / (1 - tta_gate)))
+            logits[refine] = self._logits(image, kji[refine], batch_size, augment=True)
+        return (1 / (1 + np.exp(-logits))).astype(np.float32)
+
+    def _logits(self, image: np.ndarray, kji: np.ndarray, batch_size: int, augment: bool) -> np.ndarray:
         import torch
 
-        scores = np.zeros(len(kji), dtype=np.float32)
+        out = np.zeros(len(kji), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(kji), batch_size):
                 cubes = standardise(extract_patches(image, kji[start:start + batch_size], PATCH_SIZE))
-                x = torch.from_numpy(cubes[:, None]).to(self.device)
-                scores[start:start + len(cubes)] = torch.sigmoid(self.model(x)[:, 0]).cpu().numpy()
-        return scores
+                batch = views(cubes) if augment else [cubes]
+                out[start:start + len(cubes)] = np.mean(
+                    [self.model(torch.from_numpy(v[:, None]).to(self.device))[:, 0].cpu().numpy() for v in batch], axis=0)
+        return out

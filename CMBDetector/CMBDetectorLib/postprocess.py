@@ -8,9 +8,10 @@ from .geometry import Geometry
 from .results import Detection
 
 
-def nms_3d(points_mm: np.ndarray, scores: np.ndarray, diameters_mm: np.ndarray, min_gap_mm: float = 1.0) -> np.ndarray:
+def nms_3d(points_mm: np.ndarray, scores: np.ndarray, diameters_mm: np.ndarray, min_gap_mm: float = 2.0) -> np.ndarray:
     """Indices kept, best first: a hit is dropped when it lies inside a better hit's sphere
-    (its radius + ``min_gap_mm``), which also merges duplicates of one lesion."""
+    (its radius + ``min_gap_mm``, the benchmark's hit distance), which also merges duplicates
+    of one lesion."""
     points_mm = np.asarray(points_mm, dtype=float).reshape(-1, 3)
     reach = np.asarray(diameters_mm, dtype=float) / 2 + min_gap_mm
     kept = np.empty(len(points_mm), dtype=int)

@@ -59,9 +59,15 @@ def test_missing_corrupt_and_mismatched_fusion_weights(tmp_path):
         ScoreFusion.load(tmp_path)
 
 
-def test_shipped_fusion_rewards_both_model_scores():
+def test_shipped_fusion_rests_on_the_cnn_score():
+    # With the flip-averaged CNN score the fit gives YOLO (almost) no weight (cmb_fusion.md).
     fusion = ScoreFusion.load(MODELS_DIR)
-    assert fusion.weights[FEATURES.index("cnn_logit")] > 0 and fusion.weights[FEATURES.index("yolo_logit")] > 0
+    weights = dict(zip(FEATURES, fusion.weights))
+    assert weights["cnn_logit"] > 2 * max(abs(weights["yolo_logit"]), abs(weights["thick_slices"]))
+    for yolo in (0.0, 0.5, 0.95):
+        for thick in (False, True):
+            sure, doubtful = fusion_inputs(np.array([0.97, 0.05]), np.array([yolo, yolo]), thick)
+            assert fusion.score(sure[None])[0] > 0.5 > fusion.score(doubtful[None])[0]
 
 
 def test_shipped_phase_fusion_rewards_paramagnetic_candidates():

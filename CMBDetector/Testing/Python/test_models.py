@@ -5,9 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from CMBDetectorLib.cnn import CNN_WEIGHTS, PATCH_SIZE, CandidateClassifier, build_model
+from CMBDetectorLib.cnn import CNN_WEIGHTS, PATCH_SIZE, CandidateClassifier, build_model, standardise, views
 from CMBDetectorLib.config import MODELS_DIR
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.patches import extract_patches
 from CMBDetectorLib.yolo_rescore import YOLO_WEIGHTS, YoloRescorer
 
 
@@ -29,6 +30,34 @@ def test_cnn_scores_dark_sphere_above_flat_tissue():
     scores = clf.score(image, np.array([[24, 24, 24], [10, 10, 10]]))
     assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
     assert scores[0] > scores[1]
+
+
+def test_views_are_the_16_flips_and_transposes():
+    cube = np.arange(2 * 4 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 4)
+    out = list(views(cube))
+    assert len(out) == 16 and len({v.tobytes() for v in out}) == 16
+    assert np.array_equal(out[0], cube)
+    assert all(np.array_equal(np.sort(v, axis=None), np.sort(cube, axis=None)) for v in out)
+
+
+def test_augmented_score_averages_logits_of_the_views_above_the_gate():
+    import torch
+
+    clf = CandidateClassifier(MODELS_DIR, "cpu")
+    rng = np.random.default_rng(1)
+    image = (1.0 + rng.normal(0, 0.05, (48, 48, 48))).astype(np.float32)
+    k, j, i = np.indices(image.shape)
+    image *= 1 - 0.85 * np.exp(-(((k - 24) / 1.3) ** 2 + (j - 22) ** 2 + (i - 25) ** 2) / 8)  # not symmetric
+    kji = np.array([[24, 22, 25], [10, 10, 10]])
+    plain = clf.score(image, kji, tta_gate=None)
+    refined = clf.score(image, kji, tta_gate=0.5)
+    cube = standardise(extract_patches(image, kji[:1], PATCH_SIZE))
+    with torch.inference_mode():
+        logits = [clf.model(torch.from_numpy(v[:, None]))[0, 0].item() for v in views(cube)]
+    assert plain[0] >= 0.5 > plain[1]
+    assert refined[0] == pytest.approx(1 / (1 + np.exp(-np.mean(logits))), abs=1e-5)
+    assert refined[0] != pytest.approx(plain[0], abs=1e-4)
+    assert refined[1] == plain[1]
 
 
 def test_model_parameter_budget():

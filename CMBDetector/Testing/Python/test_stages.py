@@ -72,10 +72,30 @@ def test_candidates_find_dark_blobs_with_size():
     assert all(min(np.linalg.norm(top - [b[0], b[1], b[2]], axis=1)) <= 1.0 for b in blobs)
 
 
+def test_small_blob_hidden_by_a_larger_neighbour_is_still_a_candidate():
+    rng = np.random.default_rng(2)
+    image = (1.0 + rng.normal(0, 0.02, (40, 50, 50))).astype(np.float32)
+    k, j, i = np.indices(image.shape)
+    image[(k - 20) ** 2 + (j - 25) ** 2 + (i - 20) ** 2 <= 16] = 0.1  # large, dark (a vein's cross-section)
+    image[(k - 20) ** 2 + (j - 25) ** 2 + (i - 24) ** 2 <= 1] = 0.3  # small, touching it
+    mask = np.ones(image.shape, bool)
+    multi_scale_only = find_candidates(image, mask, max_hidden=0)
+    with_hidden = find_candidates(image, mask)
+    assert np.linalg.norm(multi_scale_only.kji - [20, 25, 24], axis=1).min() > 2
+    assert np.linalg.norm(with_hidden.kji - [20, 25, 24], axis=1).min() < 1
+    assert np.array_equal(with_hidden.kji[:len(multi_scale_only)], multi_scale_only.kji)
+    extra = with_hidden.kji[len(multi_scale_only):]
+    assert len(extra) and min(np.linalg.norm(multi_scale_only.kji - p, axis=1).min() for p in extra) > 2
+
+
 def test_nms_merges_duplicates_keeps_neighbours():
     pts = np.array([[0, 0, 0], [1.0, 0, 0], [20, 0, 0]])
     kept = nms_3d(pts, np.array([0.9, 0.95, 0.5]), np.array([4.0, 4.0, 4.0]))
     assert kept.tolist() == [1, 2]
+    # a second hit within the lesion's radius + 2 mm (the benchmark's hit distance) is a duplicate
+    pts = np.array([[0, 0, 0], [0, 0, 3.8], [0, 0, 4.2]])
+    assert nms_3d(pts[:2], np.array([0.9, 0.8]), np.array([4.0, 4.0])).tolist() == [0]
+    assert nms_3d(pts[::2], np.array([0.9, 0.8]), np.array([4.0, 4.0])).tolist() == [0, 1]
 
 
 @pytest.mark.parametrize("left_handed", [False, True])
