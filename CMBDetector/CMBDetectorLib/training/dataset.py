@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import read_image
-from ..scanfiles import scan_base
+from ..scanfiles import is_phase_file, scan_base
 from .examples import ScanExamples, scan_examples
 
 DEFAULT_DIAMETER_MM = 5.0
@@ -41,7 +41,7 @@ def find_annotated_scans(folder: Path) -> list[tuple[Path, Path]]:
     pairs = []
     for image in sorted(Path(folder).glob("*.nii*")):
         base = scan_base(image)
-        if base.endswith(("_phase", "_labels")):
+        if is_phase_file(image) or base.endswith("_labels"):
             continue
         for name in (f"{base}_objects.csv", f"{base}.csv"):
             if (Path(folder) / name).is_file():
