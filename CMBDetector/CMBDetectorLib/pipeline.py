@@ -1,7 +1,7 @@
 """One call from a magnitude volume (and optionally its phase) to microbleed detections.
 
 volume -> validation -> preprocessing -> candidates -> 3D CNN -> YOLO rescoring (+ phase
-evidence) -> score fusion -> NMS -> detections
+evidence) -> score fusion -> NMS -> detections -> apparent size and sub-voxel centre (input grid)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .postprocess import nms_3d, to_detections
 from .preprocessing import Preprocessed, preprocess
 from .progress import CancelCheck, ProgressCallback, StageReporter
 from .results import DetectionResult
+from .size import measure_detections
 from .validation import PreparedInput, prepare_input, run_with_gpu_fallback, select_device
 from .yolo_rescore import YoloRescorer
 
@@ -160,6 +161,8 @@ def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None 
     with_phase = scored.paramagnetic is not None
     result = select(scored, final, config.threshold_for(with_phase))
     result.scan_threshold, result.used_phase = SCAN_THRESHOLD, with_phase
+    prepared = scored.prepared
+    result.detections = measure_detections(result.detections, prepared.array, prepared.geometry, prepared.mask)
     result.timings["postprocessing"] = time.perf_counter() - t
     report("Done", 1.0)
     return result
