@@ -8,6 +8,7 @@ Usable without the widget and headless (slicer-core)::
     logic.countsByStatus(out.fiducialNode).final
     logic.exportCSV(out.fiducialNode, "cmbs.csv")
     logic.processDirectory("scans/", "results/")   # writes <scan>.mrk.json, <scan>.csv, summary.csv
+    logic.exportReport(out.fiducialNode, "report.html")  # counts + thumbnails of the reviewed points
 
 A phase image (``phaseNode``; for files ``X_phase.nii.gz`` beside ``X_mag.nii.gz``) lets the
 detector tell paramagnetic microbleeds from diamagnetic calcifications.
@@ -31,14 +32,14 @@ from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCal
 from CMBDetectorLib.results import DetectionResult
 from CMBDetectorLib.scanfiles import phase_partner
 
-from . import markups, tables, volumes
+from . import markups, readout, report_page, tables, volumes
 from .files import atomic_target, atomic_write_text
 from .scene import new_scene
 
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.csv"
-SUMMARY_COLUMNS = ("file", "status", "n_detections", "error")
+SUMMARY_COLUMNS = ("file", "status", "n_detections", "error") + readout.SUMMARY_FIELDS
 
 
 @dataclass
@@ -59,6 +60,9 @@ class FileOutputs:
     n_detections: int
     timings: dict[str, float]
     phase_path: Path | None = None
+    counts_path: Path | None = None
+    report_path: Path | None = None
+    counts: dict = field(default_factory=dict)  # readout.summary_fields
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class ScanOutcome:
     status: str  # "ok" or "failed"
     n_detections: int | None = None
     error: str = ""
+    counts: dict = field(default_factory=dict)  # readout.summary_fields
 
 
 @dataclass
@@ -156,6 +161,7 @@ class CMBDetectorLogic:
             fiducials.SetNodeReferenceID(markups.VOLUME_ROLE, inputVolumeNode.GetID())
             fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
             tables.update_table(table, fiducials)
+            readout.update_counts_table(fiducials)
         return ProcessResult(fiducials, table, result)
 
     @staticmethod
@@ -182,6 +188,8 @@ class CMBDetectorLogic:
         table = fiducialNode.GetNodeReference(markups.TABLE_ROLE)
         if table is not None:
             tables.update_table(table, fiducialNode)
+        if fiducialNode.GetNodeReference(readout.COUNTS_ROLE) is not None:
+            readout.update_counts_table(fiducialNode)
 
     @staticmethod
     def _ijk(fiducialNode, ras):
@@ -225,6 +233,14 @@ class CMBDetectorLogic:
         """Write one row per point (atomic); returns the number of rows."""
         return tables.export_csv(tableOrFiducialNode, path)
 
+    def exportCounts(self, fiducialNode, path) -> readout.ReadOut:
+        """Write the review's counts (definite/possible by size, location, region and side) as CSV."""
+        return readout.write_counts_csv(fiducialNode, path)
+
+    def exportReport(self, fiducialNode, path, scanName: str | None = None) -> Path:
+        """Write the one-page HTML report (counts, pattern, a thumbnail per definite microbleed)."""
+        return report_page.write_report(fiducialNode, path, scanName)
+
     def saveMarkups(self, fiducialNode, path) -> None:
         """Write ``fiducialNode`` as .mrk.json (LPS on disk) atomically; the scene is not changed."""
         if not str(path).lower().endswith(".mrk.json"):
@@ -238,7 +254,8 @@ class CMBDetectorLogic:
     def processFile(self, path, outputDir, config: DetectorConfig | None = None,
                     progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
                     name: str | None = None, phasePath=None) -> FileOutputs:
-        """Detect CMBs in an image file; write ``<name>.mrk.json`` and ``<name>.csv`` to ``outputDir``.
+        """Detect CMBs in an image file; write ``<name>.mrk.json``, ``<name>.csv``, ``<name>_counts.csv``
+        and ``<name>_report.html`` to ``outputDir``.
 
         ``phasePath`` None uses the phase image stored beside the scan (``X_phase.nii.gz``) if any.
         """
@@ -252,13 +269,18 @@ class CMBDetectorLogic:
         markups_path, csv_path = output_dir / f"{name}.mrk.json", output_dir / f"{name}.csv"
         self.exportCSV(out.fiducialNode, csv_path)
         self.saveMarkups(out.fiducialNode, markups_path)
-        return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings), phasePath)
+        counts_path, report_path = output_dir / f"{name}_counts.csv", output_dir / f"{name}_report.html"
+        counts = self.exportCounts(out.fiducialNode, counts_path)
+        self.exportReport(out.fiducialNode, report_path, name)
+        return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings), phasePath,
+                           counts_path, report_path, readout.summary_fields(counts))
 
     def processDirectory(self, inputDir, outputDir, config: DetectorConfig | None = None,
                          progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> BatchResult:
         """Run :meth:`processFile` on every scan of ``inputDir``; a failing scan is logged and skipped.
 
-        ``summary.csv`` (file, status, n_detections, error) is rewritten atomically after each
+        ``summary.csv`` (file, status, n_detections, error, then the counts of
+        :data:`readout.SUMMARY_FIELDS`) is rewritten atomically after each
         scan. Cancelling stops the batch; finished scans keep their outputs and summary rows.
         """
         files = image_files(inputDir)
@@ -288,7 +310,7 @@ class CMBDetectorLogic:
                 log.error("CMBDetector: %s failed: %s", path.name, message)
                 batch.outcomes.append(ScanOutcome(path.name, "failed", None, message))
             else:
-                batch.outcomes.append(ScanOutcome(path.name, "ok", out.n_detections))
+                batch.outcomes.append(ScanOutcome(path.name, "ok", out.n_detections, counts=out.counts))
             self._write_summary(batch)
         return batch
 
@@ -298,6 +320,7 @@ class CMBDetectorLogic:
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(SUMMARY_COLUMNS)
         for o in batch.outcomes:
-            writer.writerow([o.file, o.status, "" if o.n_detections is None else o.n_detections, o.error])
+            writer.writerow([o.file, o.status, "" if o.n_detections is None else o.n_detections, o.error]
+                            + [o.counts.get(name, "") for name in readout.SUMMARY_FIELDS])
         atomic_write_text(batch.summary_path, text.getvalue())
 
