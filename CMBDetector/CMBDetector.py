@@ -33,7 +33,7 @@ from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig, preset_th
 from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
 from CMBDetectorLib.progress import DetectionCancelled
 from CMBDetectorMRML import logic as mrmlLogic
-from CMBDetectorMRML import markups, report
+from CMBDetectorMRML import markups, readout, report
 
 DEVICES = {"auto": "auto", "CPU": "cpu", "GPU": "cuda"}
 # Python packages the detector needs that Slicer does not ship (torch comes via PyTorchUtils).
@@ -342,14 +342,15 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.countsLabel.text = ""
             self.ui.currentPointLabel.text = _("No point list")
             return
-        self.ui.countsLabel.text = report.counts_text(self.logic.countsByStatus(node))
+        self.ui.countsLabel.text = (report.counts_text(self.logic.countsByStatus(node)) + "\n"
+                                    + readout.text(readout.read_out(node)))
         if 0 <= self._currentIndex < node.GetNumberOfControlPoints():
             p = markups.point_info(node, self._currentIndex)
             details = [p.status]
             if p.score is not None:
                 details.append(_("score {score:.2f}").format(score=p.score))
             if p.diameter_mm is not None:
-                details.append(f"{p.diameter_mm:.1f} mm")
+                details.append(f"{p.diameter_mm:.1f} mm ({markups.size_class(p.diameter_mm)})")
             details.append(p.location)
             self.ui.currentPointLabel.text = f"{p.label}: " + ", ".join(details)
         else:
@@ -378,7 +379,11 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("CSV export failed."), waitCursor=True):
             rows = self.logic.exportCSV(node, path)
-            self.ui.statusLabel.text = _("Wrote {rows} row(s) to {path}.").format(rows=rows, path=path)
+            stem = path[:-4] if path.lower().endswith(".csv") else path
+            self.logic.exportCounts(node, f"{stem}_counts.csv")
+            page = self.logic.exportReport(node, f"{stem}_report.html")
+            self.ui.statusLabel.text = _("Wrote {rows} row(s) to {path}, counts and report {page}.").format(
+                rows=rows, path=path, page=page)
 
 
 #

@@ -2,13 +2,15 @@
 
 Radiologists size a microbleed by its blooming hypointensity on the slice where it looks
 largest. :func:`measure_spot` does the same on the input volume's own voxels (thick 2D GRE
-slices stay the acquired slices): the local background is the median of a ring of tissue
-around the dark spot; voxels darker than ``THRESHOLD`` x background form the spot, counted
-with a partial-voxel ramp so the area is not quantised to whole voxels; the slice with the
-largest area (or largest integrated signal loss, which keeps faint thick-slice spots a size)
-gives the equivalent-circle diameter. The centre is the signal-loss-weighted centroid of the
-spot in 3D. Spots wider than ``results.MAX_CMB_MM`` are not microbleeds (haemorrhage or vessel).
-"""
+slices stay the acquired slices): the local background is the tissue level where the radial
+profile around the spot levels off (so a spot inside a dark nucleus is compared with the
+nucleus); voxels darker than ``THRESHOLD`` x background form the spot, counted with a
+partial-voxel ramp so the area is not quantised to whole voxels; on each slice the spot
+reaches out to the first ring around its centre that is less than half dark (a vein crossing
+the ring does not extend it); the slice with the largest area (or largest integrated signal
+loss, which keeps faint thick-slice spots a size) gives the equivalent-circle diameter. The
+centre is the signal-loss-weighted centroid of the spot in 3D. Spots wider than
+``results.MAX_CMB_MM`` are not microbleeds (haemorrhage or vessel)."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def measure_spot(array: np.ndarray, geometry: Geometry, ras, mask: np.ndarray | 
     centre = pos[seed]
     for _ in range(3):  # measure around the spot's centroid, then re-centre
         inside = _disc_stack(weight, pos - centre, normal, spacing)
-        pull = np.clip(1 - rel, 0, None) * inside
+        pull = np.clip(1 - rel, 0, None) * inside * valid
         if pull.sum() <= 0:
             break
         centre = (pull[..., None] * pos).sum(axis=(0, 1, 2)) / pull.sum()

@@ -5,8 +5,8 @@
 
 INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd); a phase image named
 ``X_phase.nii.gz`` beside ``X_mag.nii.gz`` (or ``X.nii.gz``) is used with it. Writes
-``<scan>.mrk.json`` (open in Slicer) and ``<scan>.csv`` per scan, plus ``summary.csv`` for a
-folder. Exit status: 0 all scans ok, 1 some failed, 2 bad arguments/input, 130 cancelled.
+``<scan>.mrk.json`` (open in Slicer), ``<scan>.csv``, ``<scan>_counts.csv`` and the one-page
+``<scan>_report.html`` per scan, plus ``summary.csv`` (with the counts) for a folder. Exit status: 0 all scans ok, 1 some failed, 2 bad arguments/input, 130 cancelled.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in out.timings.items())
     phase = f"; phase: {out.phase_path.name}" if out.phase_path is not None else ""
     print(f"{out.n_detections} CMB(s) -> {out.markups_path}, {out.csv_path} ({timings}{phase})")
+    print(f"Counts: {out.counts_path}; report: {out.report_path}")
     return 0
 
 
