@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from CMBDetectorLib.geometry import Geometry
 
@@ -41,27 +42,21 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def thumbnail(array: np.ndarray, geometry: Geometry, ras, diameter_mm: float | None) -> np.ndarray:
-    """Axial crop (:data:`THUMB_MM` wide) of the slice through ``ras``, radiological display
-    (anterior up, patient right on the left), with a ring around the microbleed."""
-    i, j, k = geometry.ras_to_ijk_points(ras)[0]
-    image = array[int(np.clip(round(k), 0, len(array) - 1))].astype(float)
-    half = np.maximum(np.round(THUMB_MM / 2 / geometry.spacing[:2]).astype(int), 2)
-    ii = np.clip(np.arange(round(i) - half[0], round(i) + half[0] + 1), 0, image.shape[1] - 1)
-    jj = np.clip(np.arange(round(j) - half[1], round(j) + half[1] + 1), 0, image.shape[0] - 1)
-    crop = image[np.ix_(jj, ii)]
-    low, high = np.percentile(crop, [1, 99.5]) if crop.size else (0.0, 1.0)
+    """Axial plane through ``ras`` (:data:`THUMB_MM` square, :data:`THUMB_PX` pixels) sampled from
+    the volume whatever its orientation, shown radiologically (anterior up, patient right on
+    the left), with a ring around the microbleed."""
+    offsets = (np.arange(THUMB_PX) + 0.5) * THUMB_MM / THUMB_PX - THUMB_MM / 2
+    down, across = np.meshgrid(offsets, offsets, indexing="ij")
+    plane = np.stack([ras[0] - across, ras[1] - down, np.full_like(down, ras[2])], -1).reshape(-1, 3)
+    ijk = geometry.ras_to_ijk_points(plane)
+    crop = ndimage.map_coordinates(np.asarray(array, dtype=np.float32), ijk[:, ::-1].T, order=1,
+                                   mode="nearest").reshape(down.shape)
+    low, high = np.percentile(crop, [1, 99.5])
     grey = np.clip((crop - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    # ring: pixel centres at radius diameter/2 + 1.5 mm from the point
-    dj, di = np.meshgrid((jj - j) * geometry.spacing[1], (ii - i) * geometry.spacing[0], indexing="ij")
     radius = (diameter_mm or 3.0) / 2 + 1.5
-    rgb[np.abs(np.hypot(di, dj) - radius) < 0.6 * geometry.spacing[:2].max()] = MARKER_RGB
-    if geometry.direction[1, 1] > 0:  # j runs anterior: anterior up
-        rgb = rgb[::-1]
-    if geometry.direction[0, 0] > 0:  # i runs to patient right: right on the left
-        rgb = rgb[:, ::-1]
-    factor = max(1, THUMB_PX // max(rgb.shape[:2]))
-    return np.ascontiguousarray(np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1))
+    rgb[np.abs(np.hypot(across, down) - radius) < 0.3] = MARKER_RGB
+    return rgb
 
 
 def _table(header, body) -> str:
@@ -114,7 +109,7 @@ def render(fiducial_node, scan_name: str | None = None) -> str:
                   _table(("label", "status", "diameter (mm)", "size class", "location", "counted as"), others)]
     style = ("body{font-family:sans-serif;max-width:900px;margin:auto}table{border-collapse:collapse;margin:6px 0}"
              "td,th{border:1px solid #999;padding:2px 6px;font-size:12px}figure.cmb{display:inline-block;"
-             "margin:4px;font-size:11px;width:140px}figure.cmb img{width:128px;height:128px;image-rendering:pixelated}")
+             "margin:4px;font-size:11px;width:140px}figure.cmb img{width:128px;height:128px}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>CMBDetector report: {html.escape(name)}"
             f"</title><style>{style}</style></head><body>{''.join(parts)}<p><small>CMBDetector: research software, "
             f"not for clinical diagnosis.</small></p></body></html>\n")

@@ -82,21 +82,24 @@ def test_report_has_one_thumbnail_per_definite_point_and_lists_the_rest(reviewed
     assert png.startswith(b"\x89PNG") and png[12:16] == b"IHDR"
 
 
-def test_thumbnail_marks_the_point_and_is_radiological():
-    array = np.random.default_rng(0).uniform(90, 110, (3, 60, 60)).astype(np.float32)
-    array[1, 30, 26] = 0.0  # 6 mm to the patient's right of the point (i runs toward R)
-    array[1, 37, 20] = 0.0  # 7 mm anterior of it
-    geometry = Geometry.from_parts(spacing=(1.0, 1.0, 1.0))
-    image = report_page.thumbnail(array, geometry, geometry.ijk_to_ras_points([20, 30, 1])[0], 3.0)
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([-1.0, -1.0, 1.0]), np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0.0]])])
+def test_thumbnail_marks_the_point_and_is_radiological(direction):
+    """Axial and radiological whatever the volume's axes (RAS, LPS-like, sagittal slices)."""
+    array = np.random.default_rng(0).uniform(90, 110, (60, 60, 60)).astype(np.float32)
+    geometry = Geometry.from_parts(spacing=(1.0, 1.0, 1.0), origin=-direction @ [30.0, 30.0, 30.0], direction=direction)
+    point = np.array([0.0, 0.0, 0.0])
+    for shift in ((6.0, 0, 0), (0, 7.0, 0)):  # 6 mm to the patient's right, 7 mm anterior
+        i, j, k = np.round(geometry.ras_to_ijk_points(point + shift)[0]).astype(int)
+        array[k, j, i] = 0.0
+    image = report_page.thumbnail(array, geometry, point, 3.0)
     yellow = np.all(image == report_page.MARKER_RGB, axis=2)
     assert yellow.any() and image.shape[0] == image.shape[1] >= 64
     rows, cols = np.nonzero(yellow)
     centre = np.array([rows.mean(), cols.mean()])
     np.testing.assert_allclose(centre, np.array(image.shape[:2]) / 2, atol=image.shape[0] * 0.05)
     dark_rows, dark_cols = np.nonzero(image.sum(axis=2) == 0)
-    right = dark_rows[np.abs(dark_rows - centre[0]) < 3]
-    assert len(right) and dark_cols[np.abs(dark_rows - centre[0]) < 3].mean() < centre[1]  # patient right on the left
-    assert dark_rows[np.abs(dark_cols - centre[1]) < 3].mean() < centre[0]  # anterior up
+    assert dark_cols[np.abs(dark_rows - centre[0]) < 3].mean() < centre[1] - 10  # patient right on the left
+    assert dark_rows[np.abs(dark_cols - centre[1]) < 3].mean() < centre[0] - 10  # anterior up
 
 
 def test_process_file_writes_counts_and_report_and_batch_summary_columns(tmp_path, fake_detect):
