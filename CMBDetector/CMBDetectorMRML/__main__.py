@@ -27,7 +27,7 @@ from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.phase import CONVENTIONS
 
-from .logic import NOT_RUN, SKIPPED, CMBDetectorLogic
+from .logic import NOT_RUN, OK, SKIPPED, CMBDetectorLogic
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,7 +90,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _report_batch(batch) -> int:
-    ok, failed = batch.with_status("ok"), batch.failed
+    ok, failed = batch.with_status(OK), batch.failed
     print(f"{len(ok)} scan(s) ok, {len(failed)} failed, {len(batch.with_status(SKIPPED))} skipped; "
           f"summary: {batch.summary_path}")
     for outcome in ok:

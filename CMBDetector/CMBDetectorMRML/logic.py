@@ -247,6 +247,8 @@ class CMBDetectorLogic:
         reviewed ``<name>.mrk.json`` in ``outputDir`` is kept and the results go to ``<name>-run2``
         (see :mod:`.outputs`) unless ``overwrite``. The output folder is checked before any work.
         """
+        if Path(path).is_dir():
+            raise CMBDetectorError(f"'{path}' is a folder: run processDirectory on it (the CLI does so for a folder).")
         if not Path(path).is_file():
             raise CMBDetectorError(f"Scan file '{path}' not found.")
         output_dir = check_output_dir(outputDir)

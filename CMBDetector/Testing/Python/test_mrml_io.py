@@ -361,6 +361,9 @@ def test_2d_and_4d_files_get_messages_with_the_file_and_the_fix(tmp_path, fake_d
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((40, 8, 8, 8), np.float32), isVector=False), str(tmp_path / "fmri.nii.gz"))
     assert cli_main([str(tmp_path / "fmri.nii.gz"), str(tmp_path / "out")]) == 2
     assert "'fmri.nii.gz' holds 40 volumes along its 4th axis" in capsys.readouterr().err
+    (tmp_path / "brain.mgz").write_bytes(b"\x00" * 64)
+    assert cli_main([str(tmp_path / "brain.mgz"), str(tmp_path / "out")]) == 2
+    assert "'brain.mgz' is a FreeSurfer MGH image" in capsys.readouterr().err
 
 
 # --- BIDS -----------------------------------------------------------------------------------------
