@@ -339,8 +339,11 @@ class CMBDetectorLogic:
     def _stop(self, batch: BatchResult, rest: list) -> None:
         """Mark the scans a stopped batch did not finish as "not run" and write the summary."""
         batch.cancelled = True
-        batch.outcomes += [ScanOutcome(scan.label, NOT_RUN, None, "the batch was stopped before this scan finished")
-                           for scan in rest]
+        for scan in rest:
+            files = outputs.earlier_outputs(batch.summary_path.parent, scan.name)
+            note = f" (files in the output folder under its name: {', '.join(files)})" if files else ""
+            batch.outcomes.append(ScanOutcome(scan.label, NOT_RUN, None,
+                                              f"the batch was stopped before this scan finished{note}"))
         self._write_summary(batch)
 
     @staticmethod

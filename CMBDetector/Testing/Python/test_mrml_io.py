@@ -328,7 +328,7 @@ def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path):
     out = tmp_path / "out"
     process = cli_subprocess(tmp_path, 1.5, [str(tmp_path / "in"), str(out)])
     deadline = time.monotonic() + 60
-    while not (out / "scan1.mrk.json").exists() and time.monotonic() < deadline and process.poll() is None:
+    while not (out / "summary.csv").exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
