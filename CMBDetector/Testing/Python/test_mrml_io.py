@@ -30,6 +30,7 @@ from CMBDetectorMRML import runwarnings
 from CMBDetectorMRML.__main__ import main as cli_main
 from CMBDetectorMRML.logic import CMBDetectorLogic
 from CMBDetectorMRML.scene import new_scene
+from conftest import write_dicom_series
 
 MODULE_DIR = Path(__file__).resolve().parents[2]
 SAMPLE_MAG = MODULE_DIR / "Resources" / "SampleData" / "SampleSWI_mag.nii.gz"
@@ -252,34 +253,6 @@ def test_rerun_keeps_a_reviewed_markups_file(tmp_path, fake_detect, capsys):
 
 
 # --- 6. DICOM series, multi-echo, unsupported formats ---------------------------------------------
-
-def write_dicom_series(folder: Path, image: sitk.Image, series_number: int, image_type: str,
-                       echoes=None, study="1.2.826.0.1.3680043.2.1125.1", uid=None) -> None:
-    """Write ``image`` (or one volume per echo of ``echoes``) as one DICOM file per slice."""
-    folder.mkdir(parents=True, exist_ok=True)
-    volumes = echoes or [image]
-    uid = uid or f"{study}.{series_number}"
-    direction = image.GetDirection()
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for e, volume in enumerate(volumes, start=1):
-        volume = sitk.Cast(volume, sitk.sitkInt16)
-        for k in range(volume.GetDepth()):
-            slice_ = volume[:, :, k]
-            tags = {
-                "0008|0060": "MR", "0020|000d": study, "0020|000e": uid, "0020|0011": str(series_number),
-                "0020|0012": "1", "0008|103e": "SWI_Images", "0008|0008": image_type,
-                "0018|0086": str(e), "0018|0081": str(5.0 * e), "0020|0013": str(k + 1 + 1000 * e),
-                "0020|0037": "\\".join(str(v) for v in (direction[0], direction[3], direction[6],
-                                                          direction[1], direction[4], direction[7])),
-                "0020|0032": "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, k))),
-                "0008|0018": f"{uid}.{e}.{k + 1}",
-            }
-            for key, value in tags.items():
-                slice_.SetMetaData(key, value)
-            writer.SetFileName(str(folder / f"{series_number}_{e}_{k:03d}.dcm"))
-            writer.Execute(slice_)
-
 
 def test_dicom_magnitude_and_phase_series_are_paired_and_read_in_place(tmp_path, fake_detect):
     calls = fake_detect(IJK)
