@@ -296,7 +296,8 @@ class CMBDetectorLogic:
             self._write_summary(batch)
             reasons = "".join(f"; {s.label}: {s.reason}" for s in skipped)
             raise CMBDetectorError(
-                f"No .nii, .nii.gz, .nrrd, .mha, .mhd files or DICOM series in '{inputDir}' or its subfolders{reasons}.")
+                f"No .nii, .nii.gz, .nrrd, .mha, .mhd files or DICOM series in '{inputDir}' "
+                f"or its subfolders{reasons}.")
         try:
             self._runScans(found, output_dir, batch, config, progress, cancel, overwrite)
         except KeyboardInterrupt:

@@ -331,7 +331,8 @@ def test_2d_and_4d_files_get_messages_with_the_file_and_the_fix(tmp_path, fake_d
     assert cli_main([str(tmp_path / "me.nii.gz"), str(tmp_path / "out")]) == 0
     np.testing.assert_allclose(calls[-1]["array"], np.sqrt((echoes ** 2).sum(axis=0)), rtol=1e-5)
     assert "Combined 3 echoes" in capsys.readouterr().err
-    sitk.WriteImage(sitk.GetImageFromArray(np.ones((40, 8, 8, 8), np.float32), isVector=False), str(tmp_path / "fmri.nii.gz"))
+    fmri = sitk.GetImageFromArray(np.ones((40, 8, 8, 8), np.float32), isVector=False)
+    sitk.WriteImage(fmri, str(tmp_path / "fmri.nii.gz"))
     assert cli_main([str(tmp_path / "fmri.nii.gz"), str(tmp_path / "out")]) == 2
     assert "'fmri.nii.gz' holds 40 volumes along its 4th axis" in capsys.readouterr().err
     (tmp_path / "brain.mgz").write_bytes(b"\x00" * 64)
