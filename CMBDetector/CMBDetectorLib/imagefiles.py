@@ -64,7 +64,12 @@ def check_nifti(path) -> int:
     """Refuse a NIfTI file whose data is shorter than its header says or whose gzip stream ends
     early; return the number of NaN/Inf voxels stored (SimpleITK reads them as 0)."""
     path = Path(path)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with open(path, "rb") as f:
+            compressed = f.read(2) == b"\x1f\x8b"  # by content: ITK also reads a plain file named .nii.gz
+    except OSError as exc:
+        raise _unreadable(path) from exc
+    opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as f:
             header = f.read(544)
