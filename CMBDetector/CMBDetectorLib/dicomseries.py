@@ -65,12 +65,13 @@ class DicomSeries:
     echoes: tuple[tuple[str, ...], ...]
     echo_times: tuple[float | None, ...]
     grid: tuple
+    where: str = "."  # the folder relative to the folder searched
 
     @property
     def label(self) -> str:
         number = "" if self.series_number is None else f" {self.series_number}"
         part = "" if self.part == MAGNITUDE else f" {self.part}"
-        return f"{self.folder.name}: series{number} '{self.description}'{part}"
+        return f"{self.where}: series{number} '{self.description}'{part}"
 
     @property
     def name(self) -> str:
@@ -139,7 +140,7 @@ def _header(path: str) -> sitk.ImageFileReader:
     return reader
 
 
-def _series_in(folder: Path) -> list[DicomSeries]:
+def _series_in(folder: Path, root: Path) -> list[DicomSeries]:
     """Every (series, image type) of one folder, its files split by echo number."""
     found = []
     for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
@@ -166,7 +167,7 @@ def _series_in(folder: Path) -> list[DicomSeries]:
                 acquisition_number=_number(_tag(header, ACQUISITION_NUMBER)),
                 description=_tag(header, DESCRIPTION), part=part,
                 echoes=tuple(tuple(groups[k]) for k in keys), echo_times=tuple(echo_times[k] for k in keys),
-                grid=grid))
+                grid=grid, where=folder.relative_to(root).as_posix()))
     return found
 
 
@@ -184,7 +185,7 @@ def dicom_folders(root, exclude=()) -> list[Path]:
 def find_scans(root, exclude=()) -> tuple[list[DicomScan], list[SkippedSeries]]:
     """Every DICOM scan under ``root`` (magnitude series paired with their phase series), plus the
     series that are not scans of their own (unpaired phase, projections) with the reason."""
-    series = [s for folder in dicom_folders(root, exclude) for s in _series_in(folder)]
+    series = [s for folder in dicom_folders(root, exclude) for s in _series_in(folder, Path(root))]
     magnitudes = [s for s in series if s.part == MAGNITUDE]
     phases = [s for s in series if s.part == PHASE]
     skipped = [SkippedSeries(s.label, "minimum/maximum-intensity projection, not an acquired volume")

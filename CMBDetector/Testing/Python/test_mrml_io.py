@@ -264,7 +264,7 @@ def test_dicom_magnitude_and_phase_series_are_paired_and_read_in_place(tmp_path,
     batch = CMBDetectorLogic().processDirectory(folder, tmp_path / "out")
     by_status = {o.status: o for o in batch.outcomes}
     assert sorted(by_status) == ["ok", "skipped"] and len(batch.outcomes) == 2
-    assert "series 5 'SWI_Images'" in by_status["ok"].file
+    assert by_status["ok"].file == "study/s5: series 5 'SWI_Images'"
     assert "mri_convert" in by_status["skipped"].error and by_status["skipped"].file == "brain.mgz"
     assert [r["status"] for r in read_csv(tmp_path / "out" / "summary.csv")] == ["skipped", "ok"]
     assert (tmp_path / "out" / "S005_SWI_Images.mrk.json").exists()
