@@ -180,8 +180,11 @@ def _point_info(node, index: int, data: dict) -> PointInfo:
 
 
 def points(node) -> list[PointInfo]:
+    """Every point, except the preview that follows the mouse while a point is being placed."""
+    preview = node.PositionPreview
     return [_point_info(node, i, _with_defaults(record))
-            for i, record in enumerate(point_records.records_by_index(node))]
+            for i, record in enumerate(point_records.records_by_index(node))
+            if node.GetNthControlPointPositionStatus(i) != preview]
 
 
 def get_status(node, index: int) -> str:

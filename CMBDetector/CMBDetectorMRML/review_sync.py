@@ -11,6 +11,8 @@ change
 - rebuilds the linked table (``markups.TABLE_ROLE``) and calls ``changed()``.
 
 Its own edits raise point events again; they are ignored while a sync runs, so it never recurses.
+While a point is dragged or placed in a view, edits wait for the drop, the click or the preview
+point's removal (one update, not one per mouse move).
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ import vtk
 
 from . import markups, point_records, tables, volumes
 
-EVENTS = (slicer.vtkMRMLMarkupsNode.PointAddedEvent, slicer.vtkMRMLMarkupsNode.PointRemovedEvent,
-          slicer.vtkMRMLMarkupsNode.PointModifiedEvent, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
-          vtk.vtkCommand.ModifiedEvent)
+MARKUPS = slicer.vtkMRMLMarkupsNode
+EDIT_EVENTS = (MARKUPS.PointModifiedEvent, vtk.vtkCommand.ModifiedEvent)  # many per second while dragging
 
 
 def linked_ijk(node, ras) -> tuple[float, float, float] | None:
@@ -51,9 +52,14 @@ class ReviewSync:
         self.node = node
         self._changed = changed
         self._busy = False
+        self._dragging = False
         point_records.migrate(node)
         self._known = self._placed_ids()
-        self._tags = [node.AddObserver(event, self._on_event) for event in EVENTS]
+        self._tags = [node.AddObserver(event, self._on_edit) for event in EDIT_EVENTS] + [
+            node.AddObserver(MARKUPS.PointAddedEvent, self._on_end),
+            node.AddObserver(MARKUPS.PointRemovedEvent, self._on_end),
+            node.AddObserver(MARKUPS.PointStartInteractionEvent, self._on_drag_start),
+            node.AddObserver(MARKUPS.PointEndInteractionEvent, self._on_end)]
         self.sync()
 
     def stop(self) -> None:
@@ -64,9 +70,24 @@ class ReviewSync:
     def _placed_ids(self) -> set[str]:
         node = self.node
         return {node.GetNthControlPointID(i) for i in range(node.GetNumberOfControlPoints())
-                if node.GetNthControlPointPositionStatus(i) == slicer.vtkMRMLMarkupsNode.PositionDefined}
+                if node.GetNthControlPointPositionStatus(i) == MARKUPS.PositionDefined}
 
-    def _on_event(self, caller, event) -> None:
+    def _on_edit(self, caller, event) -> None:
+        if not self._dragging and not self._placing():
+            self.sync()
+
+    def _placing(self) -> bool:
+        """A preview point follows the mouse (place mode): it moves at every mouse move."""
+        node = self.node
+        return any(node.GetNthControlPointPositionStatus(i) == MARKUPS.PositionPreview
+                   for i in range(node.GetNumberOfControlPoints()))
+
+    def _on_drag_start(self, caller, event) -> None:
+        self._dragging = True
+
+    def _on_end(self, caller, event) -> None:
+        """A point was dropped, added or deleted: sync now (also ends a drag whose end got lost)."""
+        self._dragging = False
         self.sync()
 
     def sync(self) -> None:

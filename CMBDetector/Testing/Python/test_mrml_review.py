@@ -107,6 +107,13 @@ def test_moving_a_point_updates_table_position_and_voxel(reviewed):
     np.testing.assert_allclose([row["I"], row["J"], row["K"]], (7, 9, 12), atol=1e-3)
     assert (row["label"], row["status"]) == ("CMB-3", "pending")
     assert markups.point_info(node, 2).score is not None  # the detector's scores stay with the point
+    # dragged in a view: one update when the point is dropped, none per mouse move
+    node.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent)
+    node.SetNthControlPointPositionWorld(2, *GEOMETRY.ijk_to_ras_points([3.0, 4.0, 5.0])[0])
+    assert tables.rows_from_table(reviewed.tableNode)[2]["I"] == pytest.approx(7, abs=1e-3)
+    node.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)
+    row = tables.rows_from_table(reviewed.tableNode)[2]
+    np.testing.assert_allclose([row["I"], row["J"], row["K"]], (3, 4, 5), atol=1e-3)
 
 
 def test_point_added_outside_the_module_becomes_an_accepted_reader_row(reviewed):
@@ -122,6 +129,20 @@ def test_point_added_outside_the_module_becomes_an_accepted_reader_row(reviewed)
     assert table_rows(reviewed)[index] == ("Reader-1", "accepted", "reader")
     assert tally(node) == (1, 2, 1, 1) and changes and changes[-1] == 5
     assert node.GetNthControlPointLocked(index) and not node.GetNthControlPointSelected(index)
+
+
+def test_point_placed_in_a_view_counts_once_it_is_clicked(reviewed):
+    node = reviewed.fiducialNode
+    ReviewSync(node)
+    was_modifying = node.StartModify()  # place mode: a preview point appears and follows the mouse
+    index = node.AddControlPoint(vtk.vtkVector3d(0.0, 0.0, 0.0), "")
+    node.SetNthControlPointPosition(index, 0.0, 0.0, 0.0, node.PositionPreview)
+    node.EndModify(was_modifying)
+    for x in (1.0, 2.0, 3.0):
+        node.SetNthControlPointPosition(index, x, 0.0, 0.0, node.PositionPreview)
+    assert len(markups.points(node)) == 4 and len(table_rows(reviewed)) == 4 and tally(node) == (1, 2, 1, 0)
+    node.SetNthControlPointPosition(index, 4.0, 0.0, 0.0)  # the click
+    assert table_rows(reviewed)[index] == ("Reader-1", "accepted", "reader") and tally(node) == (1, 2, 1, 1)
 
 
 def test_status_changes_and_selection_toggles_are_synced(reviewed):
