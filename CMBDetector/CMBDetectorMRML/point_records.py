@@ -107,13 +107,16 @@ def _write(node, by_index: list[dict | None]) -> None:
     for i, fields in enumerate(by_index):
         if fields is not None:
             points[node.GetNthControlPointID(i)] = {**fields, **_fingerprint(node, i)}
+    text = json.dumps({"cmbdetector": VERSION, "points": points}, separators=(",", ":"))
     measurement = _measurement(node)
     if measurement is None:
         measurement = slicer.vtkMRMLStaticMeasurement()
         measurement.SetName(MEASUREMENT_NAME)
         node.AddMeasurement(measurement)
         _clear_legacy_descriptions(node)
-    measurement.SetDescription(json.dumps({"cmbdetector": VERSION, "points": points}, separators=(",", ":")))
+    elif measurement.GetDescription() == text:
+        return
+    measurement.SetDescription(text)
     node.StorableModified()  # "modified since read": the Save dialog offers the node
 
 
