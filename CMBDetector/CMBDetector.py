@@ -461,6 +461,13 @@ class CMBDetectorTest(ScriptedLoadableModuleTest):
         with open(path) as f:
             self.assertEqual(sum(1 for _line in f), out.result.count + 2)
 
+        self.delayDisplay("Deleting a point outside the module updates table and counts")
+        sync = ReviewSync(out.fiducialNode)
+        out.fiducialNode.RemoveNthControlPoint(1)  # the rejected one
+        self.assertEqual(out.tableNode.GetNumberOfRows(), out.result.count)
+        self.assertEqual(logic.countsByStatus(out.fiducialNode).rejected, 0)
+        sync.stop()
+
         rerun = logic.process(volume, outputFiducialNode=out.fiducialNode, outputTableNode=out.tableNode)
         self.assertIsNot(rerun.fiducialNode, out.fiducialNode)
         self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)

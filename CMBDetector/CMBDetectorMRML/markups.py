@@ -18,6 +18,7 @@ Labels are ``CMB-1..n`` in decreasing score and ``Reader-1..`` for reader points
 Run metadata (device, threshold, timings, warnings) goes into ``CMBDetector.*`` node attributes,
 which .mrb scenes keep and .mrk.json files do not.
 """
+
 from __future__ import annotations
 
 import json
@@ -196,7 +197,7 @@ def set_status(node, index: int, status: str) -> None:
     if status not in STATUSES:
         raise CMBDetectorError(f"Unknown review status '{status}'; use one of {', '.join(STATUSES)}.")
     _check_index(node, index)
-    point_records.update_records(node, {index: {**point_data(node, index), "status": status}})
+    update_point_data(node, index, status=status)
     _apply_point_display(node, index, status, pending_only=False)
 
 
