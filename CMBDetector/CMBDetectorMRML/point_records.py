@@ -118,6 +118,7 @@ def _write(node, by_index: list[dict | None]) -> None:
         return
     measurement.SetDescription(text)
     node.StorableModified()  # "modified since read": the Save dialog offers the node
+    node.Modified()  # observers (ReviewSync) hear of it
 
 
 def _clear_legacy_descriptions(node) -> None:

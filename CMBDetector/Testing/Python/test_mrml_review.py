@@ -175,6 +175,10 @@ def test_mrk_json_round_trip_gives_back_every_decision(reviewed, tmp_path):
         ("CMB-2", "rejected", "detector"), ("CMB-3", "pending", "detector"),
         ("CMB-4", "rejected", "detector"), ("Reader-1", "accepted", "reader")]
     assert [p.score for p in markups.points(reloaded)] == [p.score for p in markups.points(node)]
+    ReviewSync(reloaded)  # selecting it in the module changes nothing to save
+    assert not reloaded.GetModifiedSinceRead()
+    markups.update_point_data(reloaded, 1, region="temporal")
+    assert reloaded.GetModifiedSinceRead()  # a record change alone is offered for saving
     reloaded.SetNthControlPointDescription(0, "edited after reload")
     assert markups.get_status(reloaded, 0) == "rejected" and markups.has_review(reloaded)
 
@@ -238,6 +242,11 @@ def test_point_data_holds_extra_fields_other_features_add(reviewed, tmp_path):
     data = markups.point_data(node, 1)
     assert (data["region"], data["side"], data["measured_mm"], data["status"]) == ("frontal", "left", 4.2, "rejected")
     assert "_label" not in data and "_xyz" not in data
+    changes = []
+    ReviewSync(node, changed=lambda: changes.append(1))
+    changes.clear()
+    markups.update_point_data(node, 0, region="occipital")  # no point flag changes: observers still hear it
+    assert changes and markups.point_data(node, 0)["region"] == "occipital"
     path = tmp_path / "extra.mrk.json"
     CMBDetectorLogic().saveMarkups(node, path)
     other = new_scene()
