@@ -130,7 +130,8 @@ def _clear_legacy_descriptions(node) -> None:
 def update_records(node, fields_by_index: dict[int, dict], replace: bool = False) -> None:
     """Merge ``fields`` into the records of the given points (or replace them) in one write.
 
-    Records of deleted points are dropped and every fingerprint is refreshed.
+    Records of deleted points are dropped and every fingerprint is refreshed (also when
+    ``fields_by_index`` is empty).
     """
     current = records_by_index(node)
     for index, fields in fields_by_index.items():
@@ -139,21 +140,15 @@ def update_records(node, fields_by_index: dict[int, dict], replace: bool = False
     _write(node, current)
 
 
-def refresh(node) -> list[int]:
-    """Drop stale records and refresh fingerprints (new-format nodes only).
-
-    Returns the points whose position changed since their record was last written.
-    """
-    if not has_store(node):
-        return []
+def moved(node) -> list[int]:
+    """Points whose position changed since their record was last written."""
     stored = _stored(node)
-    moved = []
+    out = []
     for i in range(node.GetNumberOfControlPoints()):
-        old = stored.get(node.GetNthControlPointID(i))
-        if old is not None and _belongs(old, node, i) and _moved(old, node, i):
-            moved.append(i)
-    _write(node, records_by_index(node))
-    return moved
+        record = stored.get(node.GetNthControlPointID(i))
+        if record is not None and _belongs(record, node, i) and _moved(record, node, i):
+            out.append(i)
+    return out
 
 
 def migrate(node) -> bool:

@@ -5,9 +5,10 @@ and the views place new ones. :class:`ReviewSync` observes the fiducial node and
 change
 
 - stamps a point that appeared (and is placed) without a record as an accepted reader point,
-- drops records of deleted points and refreshes the others' fingerprints
-  (:func:`.point_records.refresh`); a moved point gets its voxel (I, J, K) recomputed,
-- restores each point's colour from its status (the Markups module can toggle "selected"),
+- on a review list (a node with records; any other point list keeps its display): drops
+  records of deleted points, refreshes the others' fingerprints, recomputes the voxel (I, J, K)
+  of a moved point and restores each point's colour from its status (the Markups module can
+  toggle "selected"),
 - rebuilds the linked table (``markups.TABLE_ROLE``) and calls ``changed()``.
 
 Its own edits raise point events again; they are ignored while a sync runs, so it never recurses.
@@ -97,8 +98,9 @@ class ReviewSync:
         self._busy = True
         try:
             self._stamp_new_points()
-            self._update_moved(point_records.refresh(self.node))
-            self._restore_colours()
+            if point_records.has_store(self.node):
+                self._update_records()
+                self._restore_colours()
             table = self.node.GetNodeReference(markups.TABLE_ROLE)
             if table is not None:
                 tables.update_table(table, self.node)
@@ -118,14 +120,13 @@ class ReviewSync:
             if node.GetNthControlPointID(i) in new and records[i] is None:
                 markups.mark_reader_point(node, i, ijk=linked_ijk(node, _world_ras(node, i)))
 
-    def _update_moved(self, moved: list[int]) -> None:
-        if moved:
-            point_records.update_records(self.node, {i: {"ijk": _rounded(linked_ijk(self.node, _world_ras(self.node, i)))}
-                                                     for i in moved})
+    def _update_records(self) -> None:
+        """New voxel for moved points; drops records of deleted points, refreshes fingerprints."""
+        node = self.node
+        point_records.update_records(node, {i: {"ijk": _rounded(linked_ijk(node, _world_ras(node, i)))}
+                                            for i in point_records.moved(node)})
 
     def _restore_colours(self) -> None:
-        if not point_records.has_store(self.node):  # not a review list (yet): leave its display alone
-            return
         for p in markups.points(self.node):
             if self.node.GetNthControlPointSelected(p.index) != (p.status == markups.PENDING):
                 self.node.SetNthControlPointSelected(p.index, p.status == markups.PENDING)
