@@ -279,6 +279,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Keep the table in step with ``node``'s points (added, moved, deleted anywhere); new cursor."""
         if self._sync is not None:
             self._sync.stop()
+            self._cursor.go_to(-1)  # no highlight left behind on the previous list
         self._cursor = None if node is None else ReviewCursor(node)
         self._sync = None if node is None else ReviewSync(node, changed=self._updateReview)
 
