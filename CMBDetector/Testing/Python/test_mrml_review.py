@@ -60,6 +60,7 @@ def stored_ids(node) -> set[str]:
 
 def test_editing_description_or_label_leaves_decisions_alone(reviewed):
     node = reviewed.fiducialNode
+    ReviewSync(node)
     before = [p.status for p in markups.points(node)]
     forged = json.dumps({"cmbdetector": 1, "status": "accepted", "source": "detector"})
     node.SetNthControlPointDescription(1, forged)  # what an earlier version would have read
@@ -68,6 +69,7 @@ def test_editing_description_or_label_leaves_decisions_alone(reviewed):
     assert [p.status for p in markups.points(node)] == before == DECISIONS
     assert tally(node) == (1, 2, 1, 0)
     assert node.GetNthControlPointDescription(3) == "looks like a vessel"  # the user's text is kept
+    assert table_rows(reviewed)[2] == ("my favourite", "pending", "detector")
 
 
 def test_deleting_points_keeps_each_decision_with_its_point(reviewed):
@@ -77,7 +79,7 @@ def test_deleting_points_keeps_each_decision_with_its_point(reviewed):
     assert statuses(node) == [("CMB-1", "accepted", "detector"), ("CMB-3", "pending", "detector"),
                               ("CMB-4", "rejected", "detector")]
     assert table_rows(reviewed) == statuses(node) and tally(node) == (1, 1, 1, 0)
-    node.RemoveNthControlPoint(2)  # the rejected CMB-4, last: its ID is free for the next point
+    node.RemoveNthControlPoint(2)  # the rejected CMB-4
     index = node.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0), "F-1")
     assert statuses(node)[index] == ("Reader-1", "accepted", "reader")
     assert table_rows(reviewed) == statuses(node) and tally(node) == (1, 0, 1, 1)
