@@ -86,6 +86,16 @@ def test_deleting_points_keeps_each_decision_with_its_point(reviewed):
     sync.stop()
 
 
+def test_reordered_and_inserted_points_keep_their_decisions(reviewed):
+    node = reviewed.fiducialNode
+    ReviewSync(node)
+    node.SwapControlPoints(0, 3)  # the Markups module's move up / down
+    node.InsertControlPoint(1, vtk.vtkVector3d(0.0, 0.0, 0.0), "")
+    assert statuses(node) == table_rows(reviewed) == [
+        ("CMB-4", "rejected", "detector"), ("Reader-1", "accepted", "reader"), ("CMB-2", "rejected", "detector"),
+        ("CMB-3", "pending", "detector"), ("CMB-1", "accepted", "detector")]
+
+
 def test_a_reused_id_never_inherits_a_deleted_decision_even_unobserved(reviewed):
     node = reviewed.fiducialNode  # no ReviewSync: e.g. edited while the module was never opened
     first_id = node.GetNthControlPointID(0)  # CMB-1, accepted by the detector's record
