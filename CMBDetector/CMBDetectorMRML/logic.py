@@ -33,7 +33,7 @@ from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
 
-from . import markups, outputs, runwarnings, scans, tables, volumes
+from . import markups, outputs, review_sync, runwarnings, scans, tables, volumes
 from .files import atomic_target, atomic_write_text, check_output_dir
 from .scans import image_files  # noqa: F401  (public name kept for callers)
 from .scene import new_scene
@@ -186,10 +186,7 @@ class CMBDetectorLogic:
 
     @staticmethod
     def _ijk(fiducialNode, ras):
-        volume = fiducialNode.GetNodeReference(markups.VOLUME_ROLE)
-        if volume is None:
-            return None
-        return tuple(volumes.world_geometry(volume).ras_to_ijk_points(ras)[0])
+        return review_sync.linked_ijk(fiducialNode, ras)
 
     def setPointStatus(self, fiducialNode, index: int, status: str) -> None:
         """Set a point's review status (pending/accepted/rejected); refreshes the linked table."""
