@@ -6,6 +6,7 @@ MRML tests need slicer-core; without it they are not collected (``collect_ignore
 from __future__ import annotations
 
 import importlib.util
+import locale
 import sys
 from pathlib import Path
 
@@ -84,7 +85,18 @@ def fake_detect(monkeypatch):
 def write_dicom_series(folder: Path, image: sitk.Image, series_number: int, image_type: str,
                        echoes=None, study="1.2.826.0.1.3680043.2.1125.1", uid=None,
                        description="SWI_Images", prefix="") -> None:
-    """Write ``image`` (or one volume per echo of ``echoes``) as one DICOM file per slice."""
+    """Write ``image`` (or one volume per echo of ``echoes``) as one DICOM file per slice.
+
+    GDCM's writer switches the process locale to "C" (Python would then read text as ASCII):
+    the locale is restored afterwards."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     volumes = echoes or [image]
     uid = uid or f"{study}.{series_number}"
