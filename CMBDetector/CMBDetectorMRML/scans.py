@@ -15,6 +15,9 @@ from CMBDetectorLib.scanfiles import phase_partner
 from . import volumes
 
 
+BIDS_NOT_RAW = ("derivatives", "sourcedata", "code")  # BIDS folders that hold no raw scans
+
+
 @dataclass(frozen=True)
 class Scan:
     """One scan to run: an image file (+ phase file) or a DICOM series (+ phase series)."""
@@ -65,9 +68,12 @@ def _folders(root: Path, exclude: set[Path]):
 
 def find_scans(root, exclude=()) -> tuple[list[Scan], list[Skipped]]:
     """Image-file scans and DICOM scans under ``root`` (recursively; hidden folders and
-    ``exclude`` skipped), and the files/series skipped with the reason."""
+    ``exclude`` skipped, and in a BIDS dataset its ``derivatives``, ``sourcedata`` and ``code``),
+    and the files/series skipped with the reason."""
     root = Path(root)
     excluded = {Path(p).resolve() for p in exclude}
+    if (root / "dataset_description.json").is_file():
+        excluded |= {(root / name).resolve() for name in BIDS_NOT_RAW}
     scans, skipped = [], []
     for folder in _folders(root, excluded):
         for path in image_files(folder):

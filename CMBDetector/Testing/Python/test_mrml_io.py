@@ -352,6 +352,8 @@ def test_bids_dataset_runs_without_renaming(tmp_path, fake_detect):
     (other,) = write_scans(tmp_path / "bids" / "sub-02" / "anat", 1)
     other.rename(other.with_name("sub-02_part-mag_T2starw.nii.gz"))
     (tmp_path / "bids" / "dataset_description.json").write_text("{}")
+    write_scans(tmp_path / "bids" / "derivatives" / "other", 1)  # not raw data: not a scan
+    write_scans(tmp_path / "bids" / "sourcedata", 1)
     out = tmp_path / "bids" / "derivatives" / "cmbdetector"  # inside the dataset: not read as input
     batch = CMBDetectorLogic().processDirectory(tmp_path / "bids", out)
     assert [(o.file, o.status) for o in batch.outcomes] == [
