@@ -89,26 +89,26 @@ def find_scans(root, exclude=()) -> tuple[list[Scan], list[Skipped]]:
     return scans, skipped
 
 
+def _read(scan: Scan, phase: bool):
+    """(array, geometry, warnings, label) of the scan's magnitude or phase image; None if it has no phase."""
+    if scan.dicom is not None:
+        series = scan.dicom.phase if phase else scan.dicom.magnitude
+        return None if series is None else (*series.read(), [], series.label)
+    path = scan.phase_path if phase else scan.path
+    return None if path is None else (*imagefiles.read_volume(path), path.name)
+
+
 def load(scene, scan: Scan, echo: int | None):
     """Read ``scan`` into ``scene``: (magnitude volume node, phase volume node or None, warnings).
 
     A multi-echo scan gives echo ``echo`` (0-based) or, when None, all echoes combined."""
-    if scan.dicom is not None:
-        magnitude, geometry = scan.dicom.magnitude.read()
-        warnings: list[str] = []
-        phase_source = scan.dicom.phase
-        phase = None if phase_source is None else phase_source.read()
-    else:
-        magnitude, geometry, warnings = imagefiles.read_volume(scan.path)
-        phase = None
-        if scan.phase_path is not None:
-            phase_array, phase_geometry, phase_warnings = imagefiles.read_volume(scan.phase_path)
-            phase, warnings = (phase_array, phase_geometry), warnings + phase_warnings
-    magnitude, echo_warnings = imagefiles.pick_echo(magnitude, echo, f"'{scan.label}'")
-    volume = volumes.volume_from_array(scene, magnitude, geometry, scan.name)
-    phase_node = None
-    if phase is not None:
-        phase_label = scan.phase_path.name if scan.dicom is None else scan.dicom.phase.label
-        array = imagefiles.pick_phase_echo(phase[0], echo, f"'{phase_label}'")
-        phase_node = volumes.volume_from_array(scene, array, phase[1], f"{scan.name} phase")
-    return volume, phase_node, warnings + echo_warnings
+    array, geometry, warnings, _ = _read(scan, phase=False)
+    array, echo_warnings = imagefiles.pick_echo(array, echo, f"'{scan.label}'")
+    volume = volumes.volume_from_array(scene, array, geometry, scan.name)
+    phase = _read(scan, phase=True)
+    if phase is None:
+        return volume, None, warnings + echo_warnings
+    phase_array, phase_geometry, phase_warnings, label = phase
+    phase_array = imagefiles.pick_phase_echo(phase_array, echo, f"'{label}'")
+    phase_node = volumes.volume_from_array(scene, phase_array, phase_geometry, f"{scan.name} phase")
+    return volume, phase_node, warnings + phase_warnings + echo_warnings
