@@ -18,12 +18,12 @@ from .errors import CMBDetectorError
 from .geometry import Geometry, from_sitk
 from .validation import MAX_ECHOES, select_echo
 
+_MGH = ("a FreeSurfer MGH image, which CMBDetector does not read; convert it with "
+        "'mri_convert {name} {stem}.nii.gz' (FreeSurfer) and run on the .nii.gz")
 UNSUPPORTED_SUFFIXES = {
-    ".mgz": "a FreeSurfer MGH image, which CMBDetector does not read; convert it with "
-            "'mri_convert {name} {stem}.nii.gz' (FreeSurfer) and run on the .nii.gz",
-    ".mgh": "a FreeSurfer MGH image, which CMBDetector does not read; convert it with "
-            "'mri_convert {name} {stem}.nii.gz' (FreeSurfer) and run on the .nii.gz",
-    ".img": "an Analyze/NIfTI pair image; run on its .hdr file's NIfTI conversion (.nii.gz)",
+    ".mgz": _MGH,
+    ".mgh": _MGH,
+    ".img": "half of an Analyze/NIfTI pair (.hdr + .img); convert the pair to one .nii.gz file",
     ".nii.bz2": "a bzip2-compressed NIfTI; decompress it (bunzip2) or recompress it with gzip",
     ".zip": "an archive; unpack it and run on the folder",
 }
