@@ -431,6 +431,7 @@ class CMBDetectorLogic(ScriptedLoadableModuleLogic, mrmlLogic.CMBDetectorLogic):
                   "which is AGPL-3.0 software.").format(names=", ".join(plan.describe())),
                 windowTitle=_("Install dependencies")):
             return False
+        installed = False  # tryWithErrorDisplay shows an error and goes on
         with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
             if plan.torch or plan.torchvision:
                 self._installTorch(plan)
@@ -442,8 +443,9 @@ class CMBDetectorLogic(ScriptedLoadableModuleLogic, mrmlLogic.CMBDetectorLogic):
                 for args in plan.pip_commands(constraints):
                     slicer.util.pip_install(args)
             dependencies.verify_install(plan, before)
+            installed = True
         importlib.invalidate_caches()
-        return dependencies.install_plan(useYolo).empty
+        return installed and dependencies.install_plan(useYolo).empty
 
     @staticmethod
     def _installTorch(plan) -> None:

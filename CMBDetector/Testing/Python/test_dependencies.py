@@ -4,10 +4,11 @@
 (read from Slicer's SuperBuild files by scripts/slicer_constraints.py). The exact pip command
 lines the module runs in a fresh Slicer of that release go through
 ``pip install --dry-run --report`` for its Python version: they must resolve, install only the
-planned pins, and leave every bundled package at its version. The ultralytics command (--no-deps,
-one small wheel) runs for Linux, Windows and macOS; the dependency command downloads OpenCV and
-numpy wheels (~60 MB a platform when the registry serves no separate metadata), so it runs for
-Linux unless CMBDETECTOR_RESOLVER_PLATFORMS=linux,windows,macos asks for more.
+planned pins, and leave every bundled package at its version. They run for Linux unless
+CMBDETECTOR_RESOLVER_PLATFORMS=linux,windows,macos asks for more (the dependency command
+downloads OpenCV and numpy wheels, ~60 MB a platform, when the registry serves no separate
+metadata); ultralytics is one pure-Python wheel, so its requirements are checked for all three
+platforms from the same metadata.
 Needs the package registry (PyPI, or PIP_INDEX_URL); skipped when it cannot be reached.
 """
 
@@ -90,9 +91,8 @@ def reports(tmp_path_factory):
     with ThreadPoolExecutor(max_workers=6) as pool:
         for release in RELEASES:
             constraints = str(CONSTRAINTS / f"slicer-{release}.txt")
-            for platform in PLATFORMS:
-                commands = fresh_slicer_plan(release).pip_commands(constraints)
-                for n, args in enumerate(commands if platform in RESOLVE_PLATFORMS else commands[:1]):
+            for platform in RESOLVE_PLATFORMS:
+                for n, args in enumerate(fresh_slicer_plan(release).pip_commands(constraints)):
                     jobs[release, platform, n] = pool.submit(
                         dry_run, release, platform, args, tmp / f"{release}-{platform}-{n}.json")
     out = {}
@@ -137,8 +137,8 @@ def test_every_ultralytics_requirement_is_installed_bundled_or_not_needed(report
     env = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": sys_platform,
            "platform_system": system, "platform_machine": machine, "os_name": "nt" if system == "Windows" else "posix",
            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
-    ultralytics = next(item["metadata"] for report in reports[release, platform] for item in report["install"]
-                       if item["metadata"]["name"] == "ultralytics")
+    ultralytics = next(item["metadata"] for report in reports[release, RESOLVE_PLATFORMS[0]]
+                       for item in report["install"] if item["metadata"]["name"] == "ultralytics")
     planned = deps.pinned_versions(fresh_slicer_plan(release).pip_requirements)
     for line in ultralytics["requires_dist"]:
         req = Requirement(line)
@@ -221,3 +221,9 @@ print(float(YoloRescorer(MODELS_DIR).score(image, np.array([[20, 32, 32]]), np.a
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert float(run.stdout.split()[-1]) > 0  # a box on the sphere: the box-reading path ran too
+
+
+def test_docstring_example():
+    import doctest
+
+    assert doctest.testmod(deps).failed == 0
