@@ -230,3 +230,28 @@ def test_docstring_example():
     import doctest
 
     assert doctest.testmod(deps).failed == 0
+
+
+def test_constraints_script_reads_superbuild_pins(tmp_path):
+    """scripts/slicer_constraints.py on a miniature Slicer tree: Python version, pip pins, SimpleITK fork."""
+    files = {
+        "CMakeLists.txt": 'if(NOT DEFINED X)\n  set(Slicer_REQUIRED_PYTHON_VERSION "3.9.10")\nendif()\n',
+        "SuperBuild/External_python-numpy.cmake": "  # [numpy]\n  numpy==1.26.4 --hash=sha256:ab \\\n"
+                                                  "                --hash=sha256:cd\n",
+        "SuperBuild/External_python-dicom-requirements.cmake": "  pillow==10.3.0 --hash=sha256:ef\n",
+        "SuperBuild/External_SimpleITK.cmake": '    "441c59aa"  # slicer-v2.3.1-2024-05-20-bc4449e\n',
+        "SuperBuild/External_VTK.cmake": "set(x 9.3==1)\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"], ["tag", "v5.8.1"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "slicer_constraints.py"), str(tmp_path), "v5.8.1"],
+                         check=True, capture_output=True, text=True)
+    assert "3D Slicer 5.8.1 (Python 3.9.10" in run.stdout
+    assert re.findall(r"^(\S+)  # (\S+)", run.stdout, re.M) == [
+        ("numpy==1.26.4", "SuperBuild/External_python-numpy.cmake"),
+        ("pillow==10.3.0", "SuperBuild/External_python-dicom-requirements.cmake"),
+        ("simpleitk==2.3.1", "SuperBuild/External_SimpleITK.cmake")]
