@@ -148,6 +148,12 @@ def text(readout: ReadOut) -> str:
     return "\n".join(lines)
 
 
+def refresh_counts_table(fiducial_node) -> None:
+    """Rebuild the counts table of ``fiducial_node`` if it has one (after a review change)."""
+    if fiducial_node.GetNodeReference(COUNTS_ROLE) is not None:
+        update_counts_table(fiducial_node)
+
+
 def update_counts_table(fiducial_node):
     """Rebuild (creating if needed) the counts table node of ``fiducial_node``; returns it."""
     scene = fiducial_node.GetScene()

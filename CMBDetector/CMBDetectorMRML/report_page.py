@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import json
 import struct
 import zlib
 from pathlib import Path
@@ -21,7 +20,7 @@ from scipy import ndimage
 
 from CMBDetectorLib.geometry import Geometry
 
-from . import markups, readout, volumes
+from . import markups, readout, runwarnings, volumes
 from .files import atomic_write_text
 
 THUMB_MM = 32.0  # side of the axial crop around each microbleed
@@ -76,7 +75,7 @@ def render(fiducial_node, scan_name: str | None = None) -> str:
     points = markups.points(fiducial_node)
     counts = readout.read_out(fiducial_node)
     attribute = lambda name: fiducial_node.GetAttribute(markups.ATTRIBUTE_PREFIX + name)  # noqa: E731
-    warnings = json.loads(attribute("Warnings") or "[]")
+    warnings = runwarnings.load(fiducial_node)
     name = scan_name or (volume.GetName() if volume is not None else fiducial_node.GetName())
     run = [("Scan", name), ("Report date", datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
            ("Detector threshold", attribute("Threshold") or "n/a"), ("Phase image used", attribute("UsedPhase") or "n/a"),
