@@ -26,6 +26,8 @@ from .files import atomic_write_text
 THUMB_MM = 32.0  # side of the axial crop around each microbleed
 THUMB_PX = 128
 MARKER_RGB = (255, 220, 0)
+RUN_ATTRIBUTES = (("Detector threshold", "Threshold"), ("Phase image used", "UsedPhase"),
+                  ("Detector's scan-level call", "ScanCall"), ("Device", "Device"))
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -74,12 +76,10 @@ def render(fiducial_node, scan_name: str | None = None) -> str:
     array, geometry = volumes.volume_to_array(volume) if volume is not None else (None, None)
     points = markups.points(fiducial_node)
     counts = readout.read_out(fiducial_node)
-    attribute = lambda name: fiducial_node.GetAttribute(markups.ATTRIBUTE_PREFIX + name)  # noqa: E731
     warnings = runwarnings.load(fiducial_node)
     name = scan_name or (volume.GetName() if volume is not None else fiducial_node.GetName())
-    run = [("Scan", name), ("Report date", datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
-           ("Detector threshold", attribute("Threshold") or "n/a"), ("Phase image used", attribute("UsedPhase") or "n/a"),
-           ("Detector's scan-level call", attribute("ScanCall") or "n/a"), ("Device", attribute("Device") or "n/a")]
+    run = [("Scan", name), ("Report date", datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))] + [
+        (title, fiducial_node.GetAttribute(markups.ATTRIBUTE_PREFIX + key) or "n/a") for title, key in RUN_ATTRIBUTES]
     parts = [f"<h1>Cerebral microbleeds: {html.escape(name)}</h1>", _table(("", ""), run),
              "<h2>Counts (definite = accepted or reader-added; possible = not yet reviewed)</h2>",
              f"<p><b>{counts.definite} definite</b>, {counts.possible} possible microbleed(s); "
@@ -92,9 +92,8 @@ def render(fiducial_node, scan_name: str | None = None) -> str:
     for p in points:
         if readout.grade(p) != readout.DEFINITE:
             continue
-        caption = (f"{p.label}: {_fmt(p.diameter_mm)} mm ({markups.size_class(p.diameter_mm)}), {p.location}"
-                   f"{' ' + getattr(p, 'region', '') if getattr(p, 'region', '') else ''}"
-                   f"{' ' + getattr(p, 'side', '') if getattr(p, 'side', '') else ''}, {p.source}")
+        where = " ".join(str(v) for v in (p.location, getattr(p, "region", None), getattr(p, "side", None)) if v)
+        caption = f"{p.label}: {_fmt(p.diameter_mm)} mm ({markups.size_class(p.diameter_mm)}), {where}, {p.source}"
         image = "" if array is None else (
             '<img alt="thumbnail" src="data:image/png;base64,'
             + base64.b64encode(png_bytes(thumbnail(array, geometry, p.ras, p.diameter_mm))).decode() + '">')
