@@ -35,13 +35,11 @@ THRESHOLD = 0.7
 
 @dataclass(frozen=True)
 class SpotSize:
-    """One measured dark spot: apparent diameter (mm), refined centre, darkest slice index."""
+    """One measured dark spot: apparent diameter (mm) and refined centre."""
 
     diameter_mm: float
     ras: tuple[float, float, float]
     ijk: tuple[float, float, float]
-    slice_k: int
-    background: float
 
 
 def measure_spot(array: np.ndarray, geometry: Geometry, ras, mask: np.ndarray | None = None) -> SpotSize | None:
@@ -73,7 +71,7 @@ def measure_spot(array: np.ndarray, geometry: Geometry, ras, mask: np.ndarray | 
     background = _local_background(sub[seed[0]], valid[seed[0]], in_plane[seed[0]], spacing[:2].max(),
                                    float(np.median(sub[ring])))
     rel = sub / background
-    weight = np.clip((THRESHOLD + RAMP - rel) / (2 * RAMP), 0, 1)
+    weight = np.clip((THRESHOLD + RAMP - rel) / (2 * RAMP), 0, 1) * valid  # air outside the brain is no spot
     centre = pos[seed]
     for _ in range(3):  # measure around the spot's centroid, then re-centre
         inside = _disc_stack(weight, pos - centre, normal, spacing)
@@ -82,12 +80,10 @@ def measure_spot(array: np.ndarray, geometry: Geometry, ras, mask: np.ndarray | 
             break
         centre = (pull[..., None] * pos).sum(axis=(0, 1, 2)) / pull.sum()
     inside = _disc_stack(weight, pos - centre, normal, spacing)
-    area_px = np.maximum((weight * inside).sum(axis=(1, 2)), (np.minimum(1 - rel, 1) * inside).sum(axis=(1, 2)))
-    k = int(np.argmax(area_px))
-    diameter = 2 * np.sqrt(max(float(area_px[k]), 0.0) * spacing[0] * spacing[1] / np.pi)
+    area_px = np.maximum((weight * inside).sum(axis=(1, 2)), (np.minimum(1 - rel, 1) * inside * valid).sum(axis=(1, 2)))
+    diameter = 2 * np.sqrt(max(float(area_px.max()), 0.0) * spacing[0] * spacing[1] / np.pi)
     ijk = geometry.ras_to_ijk_points(centre)[0]
-    return SpotSize(float(diameter), tuple(float(v) for v in centre),
-                    tuple(float(v) for v in ijk), int(lo[2] + k), background)
+    return SpotSize(float(diameter), tuple(float(v) for v in centre), tuple(float(v) for v in ijk))
 
 
 def _disc_stack(weight: np.ndarray, offset: np.ndarray, normal: np.ndarray, spacing: np.ndarray) -> np.ndarray:

@@ -64,6 +64,15 @@ def test_spot_in_dark_tissue_is_sized_against_its_surroundings():
     assert spot.diameter_mm == pytest.approx(expected_diameter(visible, geometry), abs=0.4)
 
 
+def test_spot_at_the_edge_of_a_skull_stripped_brain_is_not_inflated_by_the_air():
+    array, geometry, centre, visible = dark_sphere((0.9, 0.9, 1.5), 3.0)
+    ras = geometry.ijk_to_ras_points(np.argwhere(array > -1e9)[:, ::-1]).reshape(*array.shape, 3)
+    outside = (ras[..., 0] > centre[0] + 2.5) | (ras[..., 1] > centre[1] + 2.5)  # a corner of the brain
+    array = np.where(outside, 0.0, array)
+    spot = measure_spot(array, geometry, centre)
+    assert spot.diameter_mm == pytest.approx(expected_diameter(visible, geometry), abs=0.4)
+
+
 def test_large_dark_spot_is_flagged_not_a_microbleed():
     array, geometry, centre, _ = dark_sphere((0.9, 0.9, 1.5), 14.0, shape_kji=(30, 56, 56))
     det = Detection(ras=tuple(centre), ijk=tuple(geometry.ras_to_ijk_points(centre)[0]), diameter_mm=5.9,
