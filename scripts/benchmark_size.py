@@ -89,8 +89,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     seed0 = VALIDATION_SEED0 if args.validation else TEST_SEED0
     job = partial(evaluate, seed0=seed0, detect=not args.true_centres_only)
+    results = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = list(pool.map(job, range(args.n)))
+        for n, result in enumerate(pool.map(job, range(args.n))):
+            results.append(result)
+            errors = [round(e[0], 2) for e in result["after" if result["after"] else "true"]]
+            print(f"[size] scan {n + 1}/{args.n} ({result['kind']}): size errors {errors}", flush=True)
     print(f"Size benchmark, {'validation' if args.validation else 'test'} seeds, {args.n} scans. Error = measured "
           "- true apparent diameter (mm); centre = distance to the true centre (mm).\n")
     print("| Method, protocol | Microbleeds | Median abs. error | Median error | 90th pct abs. error | Median centre error |")
