@@ -131,10 +131,16 @@ def _edge(weight: np.ndarray, distance: np.ndarray, step: float) -> float:
 
 def measure_detections(detections: list[Detection], array: np.ndarray, geometry: Geometry,
                        mask: np.ndarray | None = None) -> list[Detection]:
-    """Detections with measured apparent diameters and sub-voxel centres (input-grid IJK and
-    RAS); a detection that cannot be measured keeps its detector scale and position."""
-    out = []
+    """Detections (best first) with measured apparent diameters and sub-voxel centres (input-grid
+    IJK and RAS); one that cannot be measured keeps its detector scale and position. A detection
+    whose measured centre falls inside a better microbleed's spot is that microbleed found twice
+    and is dropped (a spot over 10 mm, not a microbleed, hides nothing)."""
+    out: list[Detection] = []
     for det in detections:
         spot = measure_spot(array, geometry, det.ras, mask)
-        out.append(det if spot is None else replace(det, ras=spot.ras, ijk=spot.ijk, diameter_mm=spot.diameter_mm))
+        if spot is not None:
+            det = replace(det, ras=spot.ras, ijk=spot.ijk, diameter_mm=spot.diameter_mm)
+        if not any(kept.is_microbleed and np.linalg.norm(np.subtract(det.ras, kept.ras)) < kept.diameter_mm / 2
+                   for kept in out):
+            out.append(det)
     return out

@@ -84,3 +84,12 @@ def test_large_dark_spot_is_flagged_not_a_microbleed():
     assert measured.size_class == ">10 mm" and not measured.is_microbleed
     assert kept == outside  # cannot be measured: keeps the detector's scale and position
     assert [size_class(d) for d in (4.9, 5.0, 10.0, 10.1)] == ["<5 mm", "5-10 mm", "5-10 mm", ">10 mm"]
+
+
+def test_two_detections_of_one_spot_become_one():
+    array, geometry, centre, _ = dark_sphere((0.9, 0.9, 1.5), 3.5)
+    dets = [Detection(ras=tuple(centre + shift), ijk=tuple(geometry.ras_to_ijk_points(centre + shift)[0]),
+                      diameter_mm=2.8, candidate_score=1.0, cnn_score=s, yolo_score=s, score=s)
+            for shift, s in (((1.3, 0.4, 0.0), 0.9), ((-1.2, -0.3, 0.5), 0.7))]
+    (kept,) = measure_detections(dets, array, geometry)
+    assert kept.score == 0.9 and np.linalg.norm(np.subtract(kept.ras, centre)) < 0.3
