@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -79,7 +81,9 @@ def test_large_dark_spot_is_flagged_not_a_microbleed():
                     candidate_score=1.0, cnn_score=0.9, yolo_score=0.9, score=0.9)
     outside = Detection(ras=(500.0, 0.0, 0.0), ijk=(-1.0, 0.0, 0.0), diameter_mm=4.2, candidate_score=1.0,
                         cnn_score=0.9, yolo_score=None, score=0.8)
-    measured, kept = measure_detections([det, outside], array, geometry)
+    inner = replace(det, ras=tuple(centre + [0.0, 3.0, 0.0]), score=0.85)
+    measured, inner_measured, kept = measure_detections([det, inner, outside], array, geometry)
+    assert inner_measured.score == 0.85  # a spot over 10 mm is no microbleed: it hides no other detection
     assert measured.diameter_mm == pytest.approx(14.0, abs=1.0)
     assert measured.size_class == ">10 mm" and not measured.is_microbleed
     assert kept == outside  # cannot be measured: keeps the detector's scale and position
