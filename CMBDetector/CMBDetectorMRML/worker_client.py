@@ -34,7 +34,9 @@ CRASH_DETAIL_LINES = 6  # of which the crash message quotes the last ones
 
 
 def _kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL the worker's process group (POSIX) or its process tree (Windows)."""
+    """SIGKILL the worker's process group (POSIX) or its process tree (Windows), if it still runs."""
+    if process.poll() is not None:  # gone and reaped: its id may belong to another process now
+        return
     if os.name == "nt":
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
         process.kill()

@@ -93,13 +93,15 @@ def decode(line: str) -> Message:
 
 
 def config_to_dict(config: DetectorConfig) -> dict:
-    data = dataclasses.asdict(config)
-    data["models_dir"] = str(config.models_dir)
-    return data
+    """The settings as JSON values (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
 
 
 def config_from_dict(data: dict) -> DetectorConfig:
-    return DetectorConfig(**{**data, "models_dir": Path(data["models_dir"])})
+    """Inverse of :func:`config_to_dict`: fields whose default is a path become paths again."""
+    defaults = DetectorConfig()
+    return DetectorConfig(**{k: Path(v) if v is not None and isinstance(getattr(defaults, k, None), Path) else v
+                             for k, v in data.items()})
 
 
 def _plain(value):
