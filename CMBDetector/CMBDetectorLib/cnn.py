@@ -67,7 +67,7 @@ class CandidateClassifier:
               tta_gate: float | None = TTA_GATE, progress: FractionCallback | None = None) -> np.ndarray:
         """Microbleed probability for each candidate ``kji``. Candidates the plain pass scores at
         least ``tta_gate`` are rescored with the logit averaged over the 16 :func:`views`
-        (test-time augmentation; None turns it off). ``progress(fraction)`` is called after
+        (test-time augmentation; None turns it off). ``progress(fraction done)`` is called before
         each batch."""
         share = 1.0 if tta_gate is None else PLAIN_PASS_SHARE
         logits = self._logits(image, kji, batch_size, augment=False, progress=_part(progress, 0.0, share))

@@ -45,7 +45,7 @@ class YoloRescorer:
     def score(self, image: np.ndarray, kji: np.ndarray, diameters_mm: np.ndarray, spacing: float = 1.0,
               batch_size: int = 96, progress: FractionCallback | None = None) -> np.ndarray:
         """Best on-centre box confidence over the three slices through each candidate;
-        ``progress(fraction)`` is called after each batch."""
+        ``progress(fraction done)`` is called before each batch."""
         if len(kji) == 0:
             return np.zeros(0, dtype=np.float32)
         crops = extract_axial_crops(image, kji, CROP_VOXELS, upscale=UPSCALE)
