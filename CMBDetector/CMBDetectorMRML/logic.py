@@ -27,10 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import slicer
 
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
 
@@ -44,6 +46,16 @@ log = logging.getLogger(__name__)
 SUMMARY_NAME = "summary.csv"
 SUMMARY_COLUMNS = ("file", "status", "n_detections", "error", "warnings") + readout.SUMMARY_FIELDS
 OK, FAILED, SKIPPED, NOT_RUN = "ok", "failed", "skipped", "not run"
+
+
+@dataclass
+class DetectorInputs:
+    """The arrays :func:`pipeline.detect` takes, copied from the nodes (the nodes are not kept)."""
+
+    array: np.ndarray
+    geometry: Geometry
+    mask: np.ndarray | None = None
+    phase: np.ndarray | None = None
 
 
 @dataclass
@@ -141,6 +153,16 @@ class CMBDetectorLogic:
 
         report = StageReporter(progress, cancel)
         report("Reading volume", 0.0)
+        inputs = self.detectorInputs(inputVolumeNode, maskNode, phaseNode, outputFiducialNode, outputTableNode)
+        result = pipeline.detect(inputs.array, inputs.geometry, config=config, mask=inputs.mask,
+                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=inputs.phase)
+        report("Creating markups", 0.96)
+        return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace)
+
+    @staticmethod
+    def detectorInputs(inputVolumeNode, maskNode=None, phaseNode=None, outputFiducialNode=None,
+                       outputTableNode=None) -> DetectorInputs:
+        """Check that the nodes share one scene and copy the arrays the detector needs."""
         array, geometry = volumes.volume_to_array(inputVolumeNode)
         scene = inputVolumeNode.GetScene()
         if scene is None:
@@ -150,10 +172,15 @@ class CMBDetectorLogic:
                 raise CMBDetectorError(f"'{node.GetName()}' is not in the input volume's scene.")
         mask = None if maskNode is None else volumes.mask_to_array(maskNode, inputVolumeNode)
         phase = None if phaseNode is None else volumes.phase_to_array(phaseNode, inputVolumeNode)
+        return DetectorInputs(array, geometry, mask, phase)
 
-        result = pipeline.detect(array, geometry, config=config, mask=mask,
-                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=phase)
-        report("Creating markups", 0.96)
+    def loadResult(self, inputVolumeNode, result: DetectionResult, outputFiducialNode=None,
+                   outputTableNode=None, replace: bool = False) -> ProcessResult:
+        """Write ``result`` (detected on ``inputVolumeNode``) as pending points plus a table, as
+        :meth:`process` does; on error the nodes it created are removed."""
+        scene = inputVolumeNode.GetScene()
+        if scene is None:
+            raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is no longer in the scene.")
         with _rollback_on_error(scene):
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
                                                   replace, result)
