@@ -104,13 +104,13 @@ def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = 
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:
         brain = brain_mask(image)
-    image, brain, work = _crop_to(image, brain, work)
+    image, brain, work = crop_to(image, brain, work)
     image = bias_correct(image, brain, work)
     return Preprocessed(normalise(image, brain), brain, work,
                         guess_modality(geometry) if modality == "auto" else modality)
 
 
-def _crop_to(image: np.ndarray, mask: np.ndarray, geometry: Geometry, margin: int = 12):
+def crop_to(image: np.ndarray, mask: np.ndarray, geometry: Geometry, margin: int = 12):
     """Crop image and mask to the mask's bounding box plus ``margin`` voxels."""
     idx = np.argwhere(mask)
     lo = np.maximum(idx.min(axis=0) - margin, 0)

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import slicer
 
+from CMBDetectorLib import location
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
 from CMBDetectorLib.scanfiles import phase_partner
 
-from . import markups, tables, volumes
+from . import atlas_overlay, markups, tables, volumes
 from .files import atomic_target, atomic_write_text
 from .scene import new_scene
 
@@ -48,6 +49,7 @@ class ProcessResult:
     fiducialNode: object
     tableNode: object
     result: DetectionResult
+    registration: object = None  # location.AtlasRegistration, None when the location stage did not run
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,11 @@ class CMBDetectorLogic:
 
         result = pipeline.detect(array, geometry, config=config, mask=mask,
                                  progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=phase)
+        registration = None
+        if (config or DetectorConfig()).locate:
+            report("Locating (MNI registration)", 0.95)
+            located = location.locate(result, array, geometry, mask)
+            result, registration = located.result, located.registration
         report("Creating markups", 0.96)
         with _rollback_on_error(scene):
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
@@ -156,7 +163,7 @@ class CMBDetectorLogic:
             fiducials.SetNodeReferenceID(markups.VOLUME_ROLE, inputVolumeNode.GetID())
             fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
             tables.update_table(table, fiducials)
-        return ProcessResult(fiducials, table, result)
+        return ProcessResult(fiducials, table, result, registration)
 
     @staticmethod
     def _output_nodes(volume, fiducials, table, replace: bool, result: DetectionResult):
@@ -194,6 +201,16 @@ class CMBDetectorLogic:
         """Set a point's review status (pending/accepted/rejected); refreshes the linked table."""
         markups.set_status(fiducialNode, index, status)
         self._refresh_table(fiducialNode)
+
+    def setPointRegion(self, fiducialNode, index: int, region: str) -> None:
+        """The reader's correction of a point's MARS region (its class follows); refreshes the table."""
+        markups.set_region(fiducialNode, index, region)
+        self._refresh_table(fiducialNode)
+
+    def showAtlasOverlay(self, volumeNode, registration, name: str | None = None):
+        """Add the MARS regions registered onto ``volumeNode`` as a new label map node with its
+        colour table (an optional overlay); returns the node."""
+        return atlas_overlay.add_overlay(volumeNode, registration, name)
 
     def getPointStatus(self, fiducialNode, index: int) -> str:
         return markups.get_status(fiducialNode, index)

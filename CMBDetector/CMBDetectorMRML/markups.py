@@ -2,7 +2,7 @@
 
 Storage (survives .mrk.json and .mrb save + reload): each control point's *description* holds
 compact JSON ``{"cmbdetector": 1, "status", "source", "score", "diameter_mm",
-"candidate_score", "cnn_score", "yolo_score", "paramagnetic_score", "location", "ijk"}``; it is the single source of
+"candidate_score", "cnn_score", "yolo_score", "paramagnetic_score", "location", "region", "side", "ijk"}``; it is the single source of
 truth. Everything visible is derived from it by :func:`apply_display` and saved too:
 
 - pending  -> point *selected*   -> drawn in the display node's selected colour (yellow)
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import vtk
 
+from CMBDetectorLib.atlas import REGION_LOCATION, location_of
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.results import DetectionResult
 
@@ -55,6 +56,8 @@ class PointInfo:
     status: str
     source: str
     location: str
+    region: str = "unknown"  # MARS region; the reader may correct it (set_region)
+    side: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ def fill_fiducials(node, result: DetectionResult) -> None:
             "status": PENDING, "source": DETECTOR, "score": _round(det.score),
             "diameter_mm": _round(det.diameter_mm, 2), "candidate_score": _round(det.candidate_score),
             "cnn_score": _round(det.cnn_score), "yolo_score": _round(det.yolo_score),
-            "paramagnetic_score": _round(det.paramagnetic_score), "location": det.location, "ijk": [_round(v, 3) for v in det.ijk]}))
+            "paramagnetic_score": _round(det.paramagnetic_score), "location": det.location,
+            "region": det.region, "side": det.side, "ijk": [_round(v, 3) for v in det.ijk]}))
     node.SetAttribute(ATTRIBUTE_PREFIX + "Device", result.device)
     node.SetAttribute(ATTRIBUTE_PREFIX + "NumberOfCandidates", str(result.n_candidates))
     node.SetAttribute(ATTRIBUTE_PREFIX + "Timings", json.dumps({k: round(v, 3) for k, v in result.timings.items()}))
@@ -167,7 +171,8 @@ def point_info(node, index: int) -> PointInfo:
         yolo_score=data.get("yolo_score"), paramagnetic_score=data.get("paramagnetic_score"),
         score=data.get("score"),
         status=data.get("status", ACCEPTED), source=data.get("source", READER),
-        location=data.get("location", "unknown"))
+        location=data.get("location", "unknown"), region=data.get("region", "unknown"),
+        side=data.get("side", "unknown"))
 
 
 def points(node) -> list[PointInfo]:
@@ -190,7 +195,8 @@ def set_status(node, index: int, status: str) -> None:
     _apply_point_display(node, index, status, pending_only=False)
 
 
-def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = None, location: str = "unknown") -> None:
+def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = None, location: str = "unknown",
+                      region: str = "unknown", side: str = "unknown") -> None:
     """Stamp an existing point (e.g. just placed by the user) as reader-added and accepted."""
     _check_index(node, index)
     readers = sum(1 for p in points(node) if p.source == READER and p.index != index)
@@ -198,7 +204,7 @@ def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = No
     node.SetNthControlPointDescription(index, _encode({
         "status": ACCEPTED, "source": READER, "score": None, "diameter_mm": _round(diameter_mm, 2),
         "candidate_score": None, "cnn_score": None, "yolo_score": None, "paramagnetic_score": None,
-        "location": location,
+        "location": location, "region": region, "side": side,
         "ijk": None if ijk is None else [_round(v, 3) for v in ijk]}))
     _apply_point_display(node, index, ACCEPTED, pending_only=False)
 
@@ -208,6 +214,18 @@ def add_reader_point(node, ras, ijk=None, diameter_mm: float | None = None, loca
     index = node.AddControlPointWorld(vtk.vtkVector3d(*(float(v) for v in ras)), "")
     mark_reader_point(node, index, ijk=ijk, diameter_mm=diameter_mm, location=location)
     return index
+
+
+def set_region(node, index: int, region: str) -> None:
+    """The reader's correction of point ``index``'s MARS region; the class follows the region,
+    the side is kept."""
+    if region != "unknown" and location_of(region) == "unknown":
+        raise CMBDetectorError(f"Unknown region '{region}'; use one of {', '.join(REGION_LOCATION)} or unknown.")
+    _check_index(node, index)
+    data = _data(node, index)
+    data.pop("cmbdetector", None)
+    data["region"], data["location"] = region, location_of(region)
+    node.SetNthControlPointDescription(index, _encode(data))
 
 
 def _apply_point_display(node, index: int, status: str, pending_only: bool) -> None:
