@@ -29,6 +29,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from CMBDetectorLib.regions import REGION_LOCATION
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig, preset_threshold
 from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
 from CMBDetectorLib.progress import DetectionCancelled
@@ -110,6 +111,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._running = False
         self._cancelRequested = False
         self._shortcuts = []
+        self._registration = None  # of the last Apply, for the atlas overlay
+        self._atlasOverlay = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -136,6 +139,9 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.pendingOnlyCheckBox.connect("toggled(bool)", self.onPendingOnlyToggled)
         self.ui.placeMissedButton.connect("clicked(bool)", self.onPlaceMissed)
         self.ui.exportCSVButton.connect("clicked(bool)", self.onExportCSV)
+        self.ui.regionComboBox.addItems(["unknown", *REGION_LOCATION])
+        self.ui.regionComboBox.connect("activated(int)", self.onRegionCorrected)
+        self.ui.atlasOverlayCheckBox.connect("toggled(bool)", self.onAtlasOverlayToggled)
 
         self.initializeParameterNode()
 
@@ -255,8 +261,23 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsLabel.text = report.scan_call_text(out.result) + "\n" + report.summary_text(
             self.logic.summary(node), out.result.timings, out.result.warnings)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
+        self._registration, self._atlasOverlay = out.registration, None
+        self.onAtlasOverlayToggled(self.ui.atlasOverlayCheckBox.checked)
         self._currentIndex = -1
         self.step(+1)
+
+    def onAtlasOverlayToggled(self, checked: bool) -> None:
+        """Show (adding it once per Apply) or hide the registered MARS atlas as the label layer."""
+        if checked and self._atlasOverlay is None and self._registration is not None:
+            with slicer.util.tryWithErrorDisplay(_("Cannot show the region atlas."), waitCursor=True):
+                self._atlasOverlay = self.logic.showAtlasOverlay(self._parameterNode.inputVolume, self._registration)
+        slicer.util.setSliceViewerLayers(label=self._atlasOverlay if checked else None, labelOpacity=0.4)
+
+    def onRegionCorrected(self, index: int) -> None:
+        node = self._fiducials()
+        if node is not None and 0 <= self._currentIndex < node.GetNumberOfControlPoints():
+            self.logic.setPointRegion(node, self._currentIndex, self.ui.regionComboBox.currentText)
+            self._updateReview()
 
     # -- review --------------------------------------------------------------------------------
 
@@ -350,8 +371,11 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 details.append(_("score {score:.2f}").format(score=p.score))
             if p.diameter_mm is not None:
                 details.append(f"{p.diameter_mm:.1f} mm")
-            details.append(p.location)
+            details.append(f"{p.location} ({p.side})")
             self.ui.currentPointLabel.text = f"{p.label}: " + ", ".join(details)
+            self.ui.regionComboBox.blockSignals(True)
+            self.ui.regionComboBox.currentText = p.region
+            self.ui.regionComboBox.blockSignals(False)
         else:
             self.ui.currentPointLabel.text = _("No point selected")
 

@@ -18,54 +18,13 @@ from scipy import ndimage
 
 from .errors import CMBDetectorError
 from .geometry import Geometry, from_sitk, to_sitk
+from .regions import REGIONS, UNKNOWN, RegionLabel, side_of
 
 ATLAS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Atlases"
 LABELS_FILE = "MARS_MNI152_2009a_1mm.nii.gz"
 TEMPLATE_FILE = "MNI152_2009a_T1_2mm.nii.gz"
 
-# MARS label value -> (region, location class); the order of the source atlas.
-REGIONS = {
-    1: ("brainstem", "infratentorial"),
-    2: ("cerebellum", "infratentorial"),
-    3: ("basal_ganglia", "deep"),
-    4: ("thalamus", "deep"),
-    5: ("internal_capsule", "deep"),
-    6: ("external_capsule", "deep"),
-    7: ("corpus_callosum", "deep"),
-    8: ("deep_white_matter", "deep"),
-    9: ("frontal", "lobar"),
-    10: ("parietal", "lobar"),
-    11: ("temporal", "lobar"),
-    12: ("occipital", "lobar"),
-    13: ("insula", "lobar"),
-}
-REGION_LOCATION = {region: location for region, location in REGIONS.values()}
-MIDLINE_MM = 2.0  # |x| below this in template space is "midline"
 SNAP_MM = 4.0  # a point just outside the atlas brain takes the nearest label within this distance
-
-
-@dataclass(frozen=True)
-class RegionLabel:
-    """Where a point lies: MARS class (lobar / deep / infratentorial / unknown), region, side."""
-
-    location: str = "unknown"
-    region: str = "unknown"
-    side: str = "unknown"
-
-
-UNKNOWN = RegionLabel()
-
-
-def location_of(region: str) -> str:
-    """MARS class of a region name (``unknown`` for anything else)."""
-    return REGION_LOCATION.get(region, "unknown")
-
-
-def side_of(x_mm: float) -> str:
-    """Left / right / midline from the template-space R coordinate."""
-    if abs(x_mm) < MIDLINE_MM:
-        return "midline"
-    return "right" if x_mm > 0 else "left"
 
 
 @dataclass(frozen=True)

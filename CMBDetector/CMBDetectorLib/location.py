@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import SimpleITK as sitk
 
-from .atlas import UNKNOWN, RegionAtlas, RegionLabel, load_region_atlas
+from .atlas import RegionAtlas, load_region_atlas
 from .geometry import Geometry, to_sitk
 from .registration import AtlasRegistration, register_to_template
+from .regions import UNKNOWN, RegionLabel
 from .results import DetectionResult
 
 

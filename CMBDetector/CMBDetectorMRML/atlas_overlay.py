@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from CMBDetectorLib.atlas import REGIONS
+from CMBDetectorLib.regions import REGIONS
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.location import atlas_on_scan
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import vtk
 
-from CMBDetectorLib.atlas import REGION_LOCATION, location_of
+from CMBDetectorLib.regions import REGION_LOCATION, location_of
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.results import DetectionResult
 

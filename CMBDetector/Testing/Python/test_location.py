@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from CMBDetectorLib.atlas import REGIONS, UNKNOWN, load_region_atlas, location_of, side_of
+from CMBDetectorLib.atlas import load_region_atlas
+from CMBDetectorLib.regions import REGIONS, UNKNOWN, location_of, side_of
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.location import label_points, locate
 from CMBDetectorLib.registration import MIN_DICE, register_to_template
