@@ -41,6 +41,8 @@ def main() -> None:
         print(f"scan {n:2d} {o.protocol}{' stripped' if o.skull_stripped else ''}: ok={o.ok} dice={o.dice:.3f} "
               f"brain={o.brain_fraction:.2f} {o.seconds:.1f} s ({o.cpu_seconds:.1f} s CPU) "
               f"class {sum(t.location == p.location for t, p, _ in o.pairs)}/{len(o.pairs)} "
+              f"region {sum(t.region == p.region for t, p, _ in o.pairs)} "
+              f"side {sum(t.side == p.side for t, p, _ in o.pairs)} "
               f"slab refused={o.slab_refused}", flush=True)
     summary = {"seeds": "validation" if args.validation else "test", "threads": args.threads,
                **summarise_location(outcomes)}

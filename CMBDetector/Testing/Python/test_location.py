@@ -62,8 +62,9 @@ def test_registration_puts_true_microbleeds_in_their_region(protocol, stripped, 
     assert "location" in located.result.timings
 
 
-def test_partial_slab_falls_back_to_unknown_with_a_warning():
-    scan = generate_scan(50_004, replace(SWI, shape=(84, 96, 12)), n_cmb=3, skull_stripped=False)
+@pytest.mark.parametrize("slices", [12, 36], ids=["30mm_slab_too_little_brain", "90mm_slab_poor_overlap"])
+def test_partial_slab_falls_back_to_unknown_with_a_warning(slices):
+    scan = generate_scan(50_004, replace(SWI, shape=(84, 96, slices)), n_cmb=3, skull_stripped=False)
     result = _result(scan)
     result.warnings.append("earlier warning")
     located = locate(result, scan.magnitude, scan.geometry)
