@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "CMBDetector"))
 import SimpleITK as sitk  # noqa: E402
 
 from CMBDetectorLib.evaluation.benchmark import TEST_SEED0, VALIDATION_SEED0, test_scan  # noqa: E402
-from CMBDetectorLib.evaluation.location import evaluate_location, summarise_location  # noqa: E402
+from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
 
 
 def main() -> None:
@@ -47,6 +47,7 @@ def main() -> None:
     summary = {"seeds": "validation" if args.validation else "test", "threads": args.threads,
                **summarise_location(outcomes)}
     print(json.dumps(summary, indent=1))
+    print(location_text(summary))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
 

@@ -77,3 +77,16 @@ def summarise_location(outcomes: list[LocationOutcome]) -> dict:
         "seconds_max": float(seconds.max()) if len(seconds) else float("nan"),
         "cpu_seconds_median": float(np.median(cpu)) if len(cpu) else float("nan"),
     }
+
+
+def location_text(summary: dict) -> str:
+    """One benchmark paragraph from :func:`summarise_location`."""
+    def pct(v) -> str:
+        return "n/a" if v != v else f"{100 * v:.1f} %"
+    return (f"Location (MARS regions of the {summary['n_microbleeds']} true microbleeds of the "
+            f"{summary['n_registered']}/{summary['n_scans']} scans registered to MNI, against the atlas at their "
+            f"true template positions): class (lobar / deep / infratentorial) {pct(summary['class_accuracy'])}, "
+            f"region {pct(summary['region_accuracy'])}, side {pct(summary['side_accuracy'])}; registration "
+            f"{summary['seconds_median']:.1f} s median wall time ({summary['cpu_seconds_median']:.1f} s CPU, "
+            f"{summary.get('threads', 2)} threads); {summary['slabs_refused']}/{summary['n_scans']} 30 mm slabs "
+            f"refused (regions unknown).")
