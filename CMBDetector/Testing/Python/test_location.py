@@ -83,3 +83,19 @@ def test_no_brain_in_view_is_unknown_not_an_error():
     assert label_points(reg, [(0.0, 0.0, 0.0), (5.0, 5.0, 5.0)]) == [UNKNOWN, UNKNOWN]
     with pytest.raises(ValueError):
         reg.to_template([(0.0, 0.0, 0.0)])
+
+
+def test_location_benchmark_summary_on_hand_checked_outcomes():
+    from CMBDetectorLib.evaluation.location import LocationOutcome, summarise_location
+    from CMBDetectorLib.regions import RegionLabel
+
+    frontal, parietal = RegionLabel("lobar", "frontal", "left"), RegionLabel("lobar", "parietal", "right")
+    thalamus = RegionLabel("deep", "thalamus", "left")
+    pairs = [(frontal, frontal, "lobar"), (frontal, parietal, "lobar"), (thalamus, frontal, "deep"),
+             (thalamus, thalamus, "lobar")]
+    outcomes = [LocationOutcome("3D SWI", False, True, 0.95, 1.0, 4.0, 8.0, pairs, True),
+                LocationOutcome("2D GRE", True, False, 0.5, 0.3, 1.0, 1.0, [], False)]
+    s = summarise_location(outcomes)
+    assert (s["n_scans"], s["n_registered"], s["n_microbleeds"], s["slabs_refused"]) == (2, 1, 4, 1)
+    assert (s["class_accuracy"], s["region_accuracy"], s["side_accuracy"]) == (0.75, 0.5, 0.75)
+    assert s["engine_class_agreement"] == 0.5 and s["seconds_median"] == 4.0 and s["dice_min"] == 0.95
