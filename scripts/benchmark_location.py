@@ -1,6 +1,6 @@
 """Location benchmark on held-out synthetic scans (not a test: it prints figures).
 
-    python scripts/benchmark_location.py [--n 20] [--validation] [--threads 2]
+    python scripts/benchmark_location.py [--n 20] [--first 0] [--validation] [--threads 2]
 
 Registers each scan to the MNI152 2009a template and compares the MARS class (lobar / deep /
 infratentorial), region and side of every true microbleed, mapped through the registration,
@@ -28,6 +28,7 @@ from CMBDetectorLib.evaluation.location import evaluate_location, location_text,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--first", type=int, default=0, help="index of the first scan (resume a run)")
     parser.add_argument("--validation", action="store_true", help="validation seeds (threshold choice)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the summary here")
@@ -35,7 +36,7 @@ def main() -> None:
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(args.threads)
     seed0 = VALIDATION_SEED0 if args.validation else TEST_SEED0
     outcomes = []
-    for n in range(args.n):
+    for n in range(args.first, args.first + args.n):
         o = evaluate_location(test_scan(n, seed0))
         outcomes.append(o)
         print(f"scan {n:2d} {o.protocol}{' stripped' if o.skull_stripped else ''}: ok={o.ok} dice={o.dice:.3f} "
