@@ -60,7 +60,8 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
 
     report("Preprocessing", 0.05)
     t = time.perf_counter()
-    pre = preprocess(prepared.array, prepared.geometry, prepared.mask, config.modality)
+    pre = preprocess(prepared.array, prepared.geometry, prepared.mask, config.modality,
+                     progress=report.within("Preprocessing", 0.05, 0.35))
     timings["preprocessing"] = time.perf_counter() - t
 
     report("Finding candidates", 0.35)
@@ -71,7 +72,8 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
     report("3D CNN", 0.55)
     t = time.perf_counter()
     cnn = run_with_gpu_fallback(
-        lambda dev: CandidateClassifier(config.models_dir, dev).score(pre.image, cands.kji), device, warnings)
+        lambda dev: CandidateClassifier(config.models_dir, dev).score(
+            pre.image, cands.kji, progress=report.within("3D CNN", 0.55, 0.75)), device, warnings)
     timings["cnn"] = time.perf_counter() - t
 
     yolo = None
@@ -82,7 +84,8 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
         yolo = np.full(len(cands), np.nan, dtype=np.float32)
         yolo[look] = run_with_gpu_fallback(
             lambda dev: YoloRescorer(config.models_dir, dev).score(
-                pre.image, cands.kji[look], cands.diameter_mm[look], float(pre.geometry.spacing[0])),
+                pre.image, cands.kji[look], cands.diameter_mm[look], float(pre.geometry.spacing[0]),
+                progress=report.within("YOLO rescoring", 0.75, 0.88)),
             device, warnings)
         timings["yolo"] = time.perf_counter() - t
 

@@ -26,11 +26,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import slicer
 
 from CMBDetectorLib import location
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
 
@@ -44,6 +46,16 @@ log = logging.getLogger(__name__)
 SUMMARY_NAME = "summary.csv"
 SUMMARY_COLUMNS = ("file", "status", "n_detections", "error", "warnings")
 OK, FAILED, SKIPPED, NOT_RUN = "ok", "failed", "skipped", "not run"
+
+
+@dataclass
+class DetectorInputs:
+    """The arrays :func:`pipeline.detect` takes, copied from the nodes (the nodes are not kept)."""
+
+    array: np.ndarray
+    geometry: Geometry
+    mask: np.ndarray | None = None
+    phase: np.ndarray | None = None
 
 
 @dataclass
@@ -138,6 +150,21 @@ class CMBDetectorLogic:
 
         report = StageReporter(progress, cancel)
         report("Reading volume", 0.0)
+        inputs = self.detectorInputs(inputVolumeNode, maskNode, phaseNode, outputFiducialNode, outputTableNode)
+        result = pipeline.detect(inputs.array, inputs.geometry, config=config, mask=inputs.mask,
+                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=inputs.phase)
+        registration = None
+        if (config or DetectorConfig()).locate:
+            report("Locating (MNI registration)", 0.95)
+            located = location.locate(result, inputs.array, inputs.geometry, inputs.mask)
+            result, registration = located.result, located.registration
+        report("Creating markups", 0.96)
+        return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace, registration)
+
+    @staticmethod
+    def detectorInputs(inputVolumeNode, maskNode=None, phaseNode=None, outputFiducialNode=None,
+                       outputTableNode=None) -> DetectorInputs:
+        """Check that the nodes share one scene and copy the arrays the detector needs."""
         array, geometry = volumes.volume_to_array(inputVolumeNode)
         scene = inputVolumeNode.GetScene()
         if scene is None:
@@ -147,15 +174,16 @@ class CMBDetectorLogic:
                 raise CMBDetectorError(f"'{node.GetName()}' is not in the input volume's scene.")
         mask = None if maskNode is None else volumes.mask_to_array(maskNode, inputVolumeNode)
         phase = None if phaseNode is None else volumes.phase_to_array(phaseNode, inputVolumeNode)
+        return DetectorInputs(array, geometry, mask, phase)
 
-        result = pipeline.detect(array, geometry, config=config, mask=mask,
-                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=phase)
-        registration = None
-        if (config or DetectorConfig()).locate:
-            report("Locating (MNI registration)", 0.95)
-            located = location.locate(result, array, geometry, mask)
-            result, registration = located.result, located.registration
-        report("Creating markups", 0.96)
+    def loadResult(self, inputVolumeNode, result: DetectionResult, outputFiducialNode=None,
+                   outputTableNode=None, replace: bool = False, registration=None) -> ProcessResult:
+        """Write ``result`` (detected on ``inputVolumeNode``) as pending points plus a table, as
+        :meth:`process` does; on error the nodes it created are removed. ``registration``: the
+        location stage's, if it ran here (kept for the atlas overlay)."""
+        scene = inputVolumeNode.GetScene()
+        if scene is None:
+            raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is no longer in the scene.")
         with _rollback_on_error(scene):
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
                                                   replace, result)
@@ -205,9 +233,12 @@ class CMBDetectorLogic:
         markups.set_region(fiducialNode, index, region)
         self._refresh_table(fiducialNode)
 
-    def showAtlasOverlay(self, volumeNode, registration, name: str | None = None):
+    def showAtlasOverlay(self, volumeNode, registration=None, name: str | None = None):
         """Add the MARS regions registered onto ``volumeNode`` as a new label map node with its
-        colour table (an optional overlay); returns the node."""
+        colour table (an optional overlay); returns the node. ``registration`` None registers
+        the volume now (e.g. after a background run)."""
+        if registration is None:
+            registration = location.register_to_template(*volumes.volume_to_array(volumeNode))
         return atlas_overlay.add_overlay(volumeNode, registration, name)
 
     def getPointStatus(self, fiducialNode, index: int) -> str:
