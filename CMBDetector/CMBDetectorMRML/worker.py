@@ -56,8 +56,7 @@ def run_job(job: protocol.Job, send: Send) -> None:
     result = pipeline.detect(
         magnitude, geometry, config, mask=mask, phase=_load(job.phase),
         progress=lambda stage, fraction: send(protocol.Progress(job.job_id, stage, fraction)))
-    if config.locate:
-        send(protocol.Progress(job.job_id, "Locating (MNI registration)", 0.97))
+    if config.locate:  # after the detector's "Done": the registration reports no progress of its own
         result = location.locate(result, magnitude, geometry, mask).result
     protocol.write_result(job.result, result)
     send(protocol.Done(job.job_id))
