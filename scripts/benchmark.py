@@ -33,6 +33,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
     FROC_THRESHOLDS, TEST_SEED0, VALIDATION_SEED0, evaluate_scan, froc, summarise, test_scan)
+from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
@@ -40,6 +41,7 @@ VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3
             "fused+phase": "+ phase evidence (final, magnitude + phase)"}
 FINAL = {"fused": "magnitude only", "fused+phase": "magnitude + phase"}
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the issue's "2 cores")
 
 
 def profile_scan_data():
@@ -69,11 +71,13 @@ def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
 
 def evaluate_nth(n: int, seed0: int, config: DetectorConfig):
     """Outcome and protocol of the n-th held-out scan (one worker process, one torch thread)."""
+    import SimpleITK as sitk
     import torch
 
     torch.set_num_threads(1)
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(LOCATION_THREADS)
     scan = test_scan(n, seed0)
-    return evaluate_scan(scan, config), scan.protocol
+    return evaluate_scan(scan, config), scan.protocol, evaluate_location(scan)
 
 
 def fmt(v) -> str:
@@ -126,6 +130,7 @@ def report(results: dict) -> str:
                      "precision, sensitivity, F1): " + "; ".join(
                          f"{t:.2f}: {fmt(r['balanced_accuracy'])}, {fmt(r['precision'])}, {fmt(r['sensitivity'])}, "
                          f"{fmt(r['f1'])}" for t, r in rows) + "\n")
+    lines += [location_text(results["location"]), ""]
     for prof in results["profiles"]:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in prof["stages_s"].items())
         inputs = "magnitude + phase" if prof["phase"] else "magnitude"
@@ -158,14 +163,15 @@ def main(argv=None):
     thresholds = {key: preset_threshold("balanced", key == "fused+phase") for key in FINAL}
     if args.models_dir:
         config.models_dir = args.models_dir.resolve()
-    outcomes, n_gre = [], 0
+    outcomes, locations, n_gre = [], [], 0
     t0 = time.perf_counter()
     seed0 = VALIDATION_SEED0 if args.validation else TEST_SEED0
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for n, (outcome, protocol) in enumerate(pool.map(partial(evaluate_nth, seed0=seed0, config=config),
-                                                         range(args.n))):
+        for n, (outcome, protocol, located) in enumerate(pool.map(partial(evaluate_nth, seed0=seed0, config=config),
+                                                                  range(args.n))):
             n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
             outcomes.append(outcome)
+            locations.append(located)
             print(f"[benchmark] scan {n + 1}/{args.n}: {len(outcome.gt_ras)} CMBs, {protocol.kind} "
                   f"{protocol.field_strength_t} T ({time.perf_counter() - t0:.0f} s)", flush=True)
     import torch
@@ -192,7 +198,8 @@ def main(argv=None):
                             if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL},
         "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")},
         "subject_sweep": {key: [(t, summarise(outcomes, key, t)["subject"]) for t in FROC_THRESHOLDS] for key in FINAL},
-        "profiles": profiles}
+        "profiles": profiles,
+        "location": {"threads": LOCATION_THREADS, **summarise_location(locations)}}
     text = report(results)
     print(text)
     if args.validation:
