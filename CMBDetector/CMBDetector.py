@@ -136,8 +136,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._worker = None  # WorkerClient; its process stays warm between runs
         self._pollTimer = None
         self._shortcuts = []
-        self._registration = None  # of the last Apply, for the atlas overlay
-        self._atlasOverlay = None
+        self._registration = None  # (input volume, its AtlasRegistration) of the last Apply
+        self._atlasOverlay = None  # (input volume, label map node) the checkbox shows
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -317,18 +317,28 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsLabel.text = report.scan_call_text(out.result) + "\n" + report.summary_text(
             self.logic.summary(node), out.result.timings, out.result.warnings)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
-        self._registration, self._atlasOverlay = out.registration, None
-        self.onAtlasOverlayToggled(self.ui.atlasOverlayCheckBox.checked)
         self._observeFiducials(node)  # a rerun into the same node: start from its first point
         self.step(+1)
+        self._registration = (node.GetNodeReference(markups.VOLUME_ROLE), out.registration)
+        self._atlasOverlay = None
+        self.onAtlasOverlayToggled(self.ui.atlasOverlayCheckBox.checked)
 
     def onAtlasOverlayToggled(self, checked: bool) -> None:
-        """Show (adding it once per Apply; registering the scan now after a background run) or hide
-        the registered MARS atlas as the label layer."""
-        if checked and self._atlasOverlay is None and self._parameterNode.inputVolume is not None:
-            with slicer.util.tryWithErrorDisplay(_("Cannot show the region atlas."), waitCursor=True):
-                self._atlasOverlay = self.logic.showAtlasOverlay(self._parameterNode.inputVolume, self._registration)
-        slicer.util.setSliceViewerLayers(label=self._atlasOverlay if checked else None, labelOpacity=0.4)
+        """Show or hide the MARS atlas registered onto the input volume as the label layer: added
+        once per Apply and volume, with the registration of the last Apply when it ran on this
+        volume (else registering the volume now)."""
+        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        shown = self._atlasOverlay
+        if checked and volume is not None and (shown is None or shown[0] is not volume or shown[1].GetScene() is None):
+            registered = self._registration
+            registration = registered[1] if registered is not None and registered[0] is volume else None
+            try:  # e.g. the registration failed on a slab: say so, keep the review going
+                with slicer.util.tryWithErrorDisplay(_("Cannot show the region atlas."), waitCursor=True):
+                    self._atlasOverlay = (volume, self.logic.showAtlasOverlay(volume, registration))
+            except Exception:
+                return
+        label = self._atlasOverlay[1] if checked and self._atlasOverlay is not None else None
+        slicer.util.setSliceViewerLayers(label=label, labelOpacity=0.4)
 
     def onRegionCorrected(self, index: int) -> None:
         node, current = self._fiducials(), self._currentIndex()

@@ -105,7 +105,8 @@ class BackgroundDetection:
             raise CMBDetectorError(f"Input volume '{volume.GetName()}' was removed while the detector ran.")
         # Output nodes deleted during the run are replaced by new ones.
         fiducials, table = (n if n is not None and n.GetScene() is scene else None for n in (fiducials, table))
-        return self.logic.loadResult(volume, result, fiducials, table, self._replace)
+        registration = protocol.read_registration(self.job.result)  # for the atlas overlay, as in-process
+        return self.logic.loadResult(volume, result, fiducials, table, self._replace, registration)
 
     def cancel(self) -> float:
         """Stop the run now (kills the worker); returns the seconds the worker took to go."""

@@ -243,7 +243,7 @@ class CMBDetectorLogic:
     def showAtlasOverlay(self, volumeNode, registration=None, name: str | None = None):
         """Add the MARS regions registered onto ``volumeNode`` as a new label map node with its
         colour table (an optional overlay); returns the node. ``registration`` None registers
-        the volume now (e.g. after a background run)."""
+        the volume now (e.g. a point list loaded from a file; a run's :class:`ProcessResult` has one)."""
         if registration is None:
             registration = location.register_to_template(*volumes.volume_to_array(volumeNode))
         return atlas_overlay.add_overlay(volumeNode, registration, name)

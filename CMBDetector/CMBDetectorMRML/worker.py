@@ -57,7 +57,10 @@ def run_job(job: protocol.Job, send: Send) -> None:
         magnitude, geometry, config, mask=mask, phase=_load(job.phase),
         progress=lambda stage, fraction: send(protocol.Progress(job.job_id, stage, fraction)))
     if config.locate:  # after the detector's "Done": the registration reports no progress of its own
-        result = location.locate(result, magnitude, geometry, mask).result
+        located = location.locate(result, magnitude, geometry, mask)
+        result = located.result
+        if located.registration is not None:
+            protocol.write_registration(job.result, located.registration)
     protocol.write_result(job.result, result)
     send(protocol.Done(job.job_id))
 

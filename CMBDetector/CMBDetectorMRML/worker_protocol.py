@@ -3,8 +3,9 @@
 The client writes a :class:`Job` line to the worker's stdin; the worker answers on stdout with
 :class:`Ready` once (models' libraries imported), then for each job :class:`Progress` lines and
 one :class:`Done` (result file written) or :class:`Failed`. Input arrays travel as ``.npy``
-files and the result as a JSON file (:func:`write_result` / :func:`read_result`), all in a
-temporary folder the client owns. No Slicer, Qt or torch imports here.
+files and the result as a JSON file (:func:`write_result` / :func:`read_result`; the location
+stage's registration beside it, :func:`write_registration`), all in a temporary folder the
+client owns. No Slicer, Qt or torch imports here.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+import SimpleITK as sitk
 
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry
+from CMBDetectorLib.registration import AtlasRegistration
 from CMBDetectorLib.results import Detection, DetectionResult
 
 from .files import atomic_write_text
@@ -139,3 +142,36 @@ def read_result(path) -> DetectionResult:
         return result_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CMBDetectorError(f"The detector worker's result file '{path}' is missing or damaged ({exc}).") from exc
+
+
+def registration_path(result_path) -> Path:
+    """Where the location stage's registration goes, beside the result file (``..._registration.json``)."""
+    path = Path(result_path)
+    return path.with_name(f"{path.stem}_registration.json")
+
+
+def write_registration(result_path, registration: AtlasRegistration) -> None:
+    """Keep the registration that placed the points (its transform as an ITK ``.tfm`` file beside
+    it), so that the atlas overlay after a worker run uses the same mapping and need not register again."""
+    meta = registration_path(result_path)
+    fields = {f.name: getattr(registration, f.name) for f in dataclasses.fields(registration) if f.name != "transform"}
+    fields["transform"] = None
+    if registration.transform is not None:
+        transform = meta.with_suffix(".tfm")
+        sitk.WriteTransform(registration.transform, str(transform))
+        fields["transform"] = transform.name
+    atomic_write_text(meta, json.dumps(_plain(fields)))
+
+
+def read_registration(result_path) -> AtlasRegistration | None:
+    """The registration :func:`write_registration` kept, or None when the location stage did not run."""
+    meta = registration_path(result_path)
+    if not meta.is_file():
+        return None
+    try:
+        fields = json.loads(meta.read_text(encoding="utf-8"))
+        name = fields.pop("transform")
+        transform = None if name is None else sitk.ReadTransform(str(meta.with_name(name)))
+        return AtlasRegistration(transform=transform, **fields)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CMBDetectorError(f"The detector worker's registration file '{meta}' is damaged ({exc}).") from exc

@@ -6,7 +6,8 @@ worker tests.
 ``FAKE_DETECT`` chooses what the stand-in does: ``ok`` (default) reports ``STEPS`` progress
 lines over ``FAKE_DETECT_SECONDS`` and returns detections at :data:`IJK`; ``busy`` computes
 for a minute without reporting (a stage with no progress hooks); ``crash`` kills its own
-process after the first progress line; ``bad-input`` raises CMBDetectorError.
+process after the first progress line; ``bad-input`` raises CMBDetectorError; ``located``
+is ``ok`` whose location stage returns :func:`shift_registration` (the others run none).
 """
 
 from __future__ import annotations
@@ -20,10 +21,24 @@ from conftest import result_from_ijk
 
 from CMBDetectorLib import location, pipeline
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.registration import AtlasRegistration
 from CMBDetectorMRML import worker
 
 IJK = [(5.0, 6.0, 4.0), (20.0, 10.0, 8.0), (12.0, 25.0, 15.0)]
 STEPS = 10
+SHIFT_MM = (3.0, -2.0, 5.0)  # LPS translation of :func:`shift_registration`
+
+
+def shift_registration() -> AtlasRegistration:
+    """A successful registration that shifts every point by :data:`SHIFT_MM` (LPS)."""
+    import SimpleITK as sitk
+
+    return AtlasRegistration(sitk.TranslationTransform(3, SHIFT_MM), True, "ok", dice=0.95, seconds=1.5)
+
+
+def fake_locate(result, *args, **kwargs):
+    located = os.environ.get("FAKE_DETECT") == "located"
+    return location.Located(result, shift_registration() if located else None)
 
 
 def fake_detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None):
@@ -47,6 +62,6 @@ def fake_detect(array, geometry, config=None, mask=None, progress=None, cancel=N
 
 if __name__ == "__main__":
     pipeline.detect = fake_detect
-    location.locate = lambda result, *args, **kwargs: location.Located(result, None)
+    location.locate = fake_locate
     print("fake worker starting", file=sys.stderr)
     worker.serve(sys.stdin, worker.protocol_stream())

@@ -61,6 +61,19 @@ def test_worker_result_gives_the_same_markups_and_table_as_in_process(volume, cl
     assert not Path(run.job.result).parent.exists()  # the temporary folder is gone
 
 
+def test_worker_run_keeps_the_registration_that_placed_the_points(volume, client_for, fake_detect):
+    """The atlas overlay after a worker run uses the worker's registration (not a second one,
+    made without the brain mask, that could disagree with the points' regions)."""
+    fake_detect(fake_worker.IJK)
+    out = BackgroundDetection(CMBDetectorLogic(), client_for("located"), volume).wait(timeout=30)
+    expected = fake_worker.shift_registration()
+    assert out.registration is not None and out.registration.ok and out.registration.dice == expected.dice
+    ras = [markups.point_info(out.fiducialNode, i).ras for i in range(out.fiducialNode.GetNumberOfControlPoints())]
+    np.testing.assert_allclose(out.registration.to_template(ras), expected.to_template(ras), atol=1e-9)
+    plain = BackgroundDetection(CMBDetectorLogic(), client_for("ok"), volume).wait(timeout=30)
+    assert plain.registration is None  # no location stage: the overlay registers on demand
+
+
 def test_output_nodes_are_reused_and_a_deleted_one_is_replaced(volume, client_for, fake_detect):
     fake_detect(fake_worker.IJK)
     logic = CMBDetectorLogic()

@@ -108,6 +108,37 @@ def test_result_file_round_trip_is_exact(tmp_path):
 
 # --- the worker process ----------------------------------------------------------------------
 
+def test_registration_file_round_trip_keeps_the_mapping(tmp_path):
+    import SimpleITK as sitk
+
+    from CMBDetectorLib.registration import AtlasRegistration
+
+    reference = sitk.Image([12, 12, 12], sitk.sitkFloat32)
+    reference.SetSpacing((8.0, 8.0, 8.0))
+    reference.SetOrigin((-48.0, -48.0, -48.0))
+    bspline = sitk.BSplineTransformInitializer(reference, [3, 3, 3], order=3)
+    params = np.random.default_rng(100_003).normal(0, 2.0, len(bspline.GetParameters()))
+    bspline.SetParameters(params.tolist())
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix((1.05, 0.02, 0.0, -0.03, 0.97, 0.01, 0.0, 0.04, 1.02))
+    affine.SetTranslation((2.5, -1.0, 3.0))
+    registration = AtlasRegistration(sitk.CompositeTransform([affine, bspline]), True, "ok", 0.94, 0.8, -0.5, 6.2)
+    result = tmp_path / "result.json"
+    assert protocol.read_registration(result) is None  # the location stage did not run
+    protocol.write_registration(result, registration)
+    back = protocol.read_registration(result)
+    assert (back.ok, back.message, back.dice, back.brain_fraction, back.metric, back.seconds) == (
+        True, "ok", 0.94, 0.8, -0.5, 6.2)
+    points = [(10.0, -20.0, 15.0), (-30.0, 5.0, -12.0), (0.0, 0.0, 0.0)]
+    np.testing.assert_allclose(back.to_template(points), registration.to_template(points), atol=1e-6)
+    protocol.write_registration(result, AtlasRegistration(None, False, "partial coverage"))
+    failed = protocol.read_registration(result)
+    assert (failed.transform, failed.ok, failed.message) == (None, False, "partial coverage")
+    protocol.registration_path(result).write_text("{", encoding="utf-8")
+    with pytest.raises(CMBDetectorError, match="registration file"):
+        protocol.read_registration(result)
+
+
 def test_progress_lines_arrive_in_order_and_the_result_file_holds_the_detections(tmp_path, clients):
     client = clients("ok", 0.2)
     job = make_job(tmp_path, with_phase=True)
