@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .geometry import Geometry
 
@@ -42,12 +42,6 @@ class Detection:
     def is_microbleed(self) -> bool:
         """False for a dark spot wider than :data:`MAX_CMB_MM`: listed, flagged, never counted."""
         return self.diameter_mm <= MAX_CMB_MM
-
-    def as_row(self) -> dict:
-        row = asdict(self)
-        r, a, s = row.pop("ras")
-        i, j, k = row.pop("ijk")
-        return {"R": r, "A": a, "S": s, "I": i, "J": j, "K": k, **row}
 
 
 @dataclass

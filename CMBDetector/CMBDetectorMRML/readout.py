@@ -91,7 +91,7 @@ def read_out(node) -> ReadOut:
         too_large=sum(p.status != markups.REJECTED and g is None for p, g in graded),
         by_size=_tallies(((markups.size_class(p.diameter_mm), g) for p, g in counted), COUNTED_SIZES),
         by_location=_tallies(((p.location, g) for p, g in counted), LOCATIONS[:3]),
-        by_region_side=_tallies((((getattr(p, "region", "unknown"), getattr(p, "side", "unknown")), g)
+        by_region_side=_tallies((((p.region, p.side), g)
                                  for p, g in counted)),
         pattern=pattern(p.location for p, g in counted if g == DEFINITE))
 
