@@ -361,7 +361,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._sync.stop()
             self._cursor.go_to(-1)  # no highlight left behind on the previous list
         self._cursor = None if node is None else ReviewCursor(node)
-        self._sync = None if node is None else ReviewSync(node, changed=self._updateReview)
+        self._sync = None if node is None else ReviewSync(
+            node, changed=self._updateReview, locate=lambda ras: self.logic.pointRegion(node, ras))
 
     def _currentIndex(self) -> int:
         return self._cursor.index if self._cursor is not None else -1
@@ -468,6 +469,7 @@ class CMBDetectorLogic(ScriptedLoadableModuleLogic, mrmlLogic.CMBDetectorLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        mrmlLogic.CMBDetectorLogic.__init__(self)
 
     def getParameterNode(self):
         return CMBDetectorParameterNode(super().getParameterNode())

@@ -35,6 +35,7 @@ from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
+from CMBDetectorLib.regions import UNKNOWN, RegionLabel
 from CMBDetectorLib.results import DetectionResult
 
 from . import atlas_overlay, markups, outputs, readout, report_page, review_sync, runwarnings, scans, tables, volumes
@@ -139,6 +140,9 @@ def _scaled(progress: ProgressCallback | None, start: float, span: float) -> Pro
 class CMBDetectorLogic:
     """Detection + review logic on MRML nodes; no Qt, no application singletons."""
 
+    def __init__(self) -> None:
+        self._registrations = {}  # fiducial node ID -> the location stage's registration of its run
+
     # -- detection -----------------------------------------------------------------------------
 
     def process(self, inputVolumeNode, config: DetectorConfig | None = None, maskNode=None,
@@ -198,6 +202,8 @@ class CMBDetectorLogic:
             fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
             tables.update_table(table, fiducials)
             readout.update_counts_table(fiducials)
+        if registration is not None:
+            self._registrations[fiducials.GetID()] = registration
         return ProcessResult(fiducials, table, result, registration)
 
     @staticmethod
@@ -248,19 +254,30 @@ class CMBDetectorLogic:
             registration = location.register_to_template(*volumes.volume_to_array(volumeNode))
         return atlas_overlay.add_overlay(volumeNode, registration, name)
 
+    def pointRegion(self, fiducialNode, ras) -> RegionLabel:
+        """MARS class, region and side of world ``ras`` through the registration of the run that
+        filled ``fiducialNode`` in this session (unknown without one, e.g. a list loaded from file)."""
+        registration = self._registrations.get(fiducialNode.GetID())
+        return UNKNOWN if registration is None else location.label_points(registration, [ras])[0]
+
     def getPointStatus(self, fiducialNode, index: int) -> str:
         return markups.get_status(fiducialNode, index)
 
     def addReaderPoint(self, fiducialNode, ras, diameter_mm: float | None = None) -> int:
-        """Add a microbleed the detector missed at world ``ras`` (accepted, source reader)."""
-        index = markups.add_reader_point(fiducialNode, ras, ijk=self._ijk(fiducialNode, ras), diameter_mm=diameter_mm)
+        """Add a microbleed the detector missed at world ``ras`` (accepted, source reader), in
+        its region when the run that made the list was located (:meth:`pointRegion`)."""
+        label = self.pointRegion(fiducialNode, ras)
+        index = markups.add_reader_point(fiducialNode, ras, ijk=self._ijk(fiducialNode, ras), diameter_mm=diameter_mm,
+                                         location=label.location, region=label.region, side=label.side)
         self._refresh_table(fiducialNode)
         return index
 
     def markReaderPoint(self, fiducialNode, index: int) -> None:
         """Stamp a point the user just placed in the views as reader-added and accepted."""
         info = markups.point_info(fiducialNode, index)
-        markups.mark_reader_point(fiducialNode, index, ijk=self._ijk(fiducialNode, info.ras))
+        label = self.pointRegion(fiducialNode, info.ras)
+        markups.mark_reader_point(fiducialNode, index, ijk=self._ijk(fiducialNode, info.ras),
+                                  location=label.location, region=label.region, side=label.side)
         self._refresh_table(fiducialNode)
 
     def countsByStatus(self, fiducialNode) -> markups.ReviewCounts:

@@ -229,11 +229,12 @@ def _last_reader_number(node, skip: int) -> int:
     return max(numbers)
 
 
-def add_reader_point(node, ras, ijk=None, diameter_mm: float | None = None, location: str = "unknown") -> int:
+def add_reader_point(node, ras, ijk=None, diameter_mm: float | None = None, location: str = "unknown",
+                     region: str = "unknown", side: str = "unknown") -> int:
     """Add a CMB the detector missed (status accepted, source reader); returns its index."""
     was_modifying = node.StartModify()  # observers see the point once, already stamped
     index = node.AddControlPointWorld(vtk.vtkVector3d(*(float(v) for v in ras)), "")
-    mark_reader_point(node, index, ijk=ijk, diameter_mm=diameter_mm, location=location)
+    mark_reader_point(node, index, ijk=ijk, diameter_mm=diameter_mm, location=location, region=region, side=side)
     node.EndModify(was_modifying)
     return index
 

@@ -4,7 +4,8 @@ Points change outside the module too: the Markups module deletes, moves, renames
 and the views place new ones. :class:`ReviewSync` observes the fiducial node and after every
 change
 
-- stamps a point that appeared (and is placed) without a record as an accepted reader point,
+- stamps a point that appeared (and is placed) without a record as an accepted reader point
+  (in its MARS region when a ``locate`` function is given),
 - on a review list (a node with records; any other point list keeps its display): drops
   records of deleted points, refreshes the others' fingerprints, recomputes the voxel (I, J, K)
   of a moved point and restores each point's colour from its status (the Markups module can
@@ -23,6 +24,8 @@ from collections.abc import Callable
 
 import slicer
 import vtk
+
+from CMBDetectorLib.regions import UNKNOWN, RegionLabel
 
 from . import markups, point_records, readout, tables, volumes
 
@@ -50,9 +53,11 @@ class ReviewSync:
     A node written by an earlier version (records in point descriptions) is migrated first.
     """
 
-    def __init__(self, node, changed: Callable[[], None] | None = None) -> None:
+    def __init__(self, node, changed: Callable[[], None] | None = None,
+                 locate: Callable[[list[float]], RegionLabel] | None = None) -> None:
         self.node = node
         self._changed = changed
+        self._locate = locate
         self._busy = False
         self._dragging = False
         point_records.migrate(node)
@@ -120,7 +125,10 @@ class ReviewSync:
         records = point_records.records_by_index(node)
         for i in range(node.GetNumberOfControlPoints()):
             if node.GetNthControlPointID(i) in new and records[i] is None:
-                markups.mark_reader_point(node, i, ijk=linked_ijk(node, _world_ras(node, i)))
+                ras = _world_ras(node, i)
+                label = self._locate(ras) if self._locate is not None else UNKNOWN
+                markups.mark_reader_point(node, i, ijk=linked_ijk(node, ras), location=label.location,
+                                          region=label.region, side=label.side)
 
     def _update_records(self) -> None:
         """New voxel for moved points; drops records of deleted points, refreshes fingerprints."""

@@ -81,3 +81,30 @@ def test_logic_labels_unknown_and_warns_when_registration_is_impossible(volume, 
     assert {r["region"] for r in tables.rows_from_table(out.tableNode)} == {"unknown"}
     with pytest.raises(CMBDetectorError, match="No atlas overlay"):
         logic.showAtlasOverlay(volume, out.registration)
+
+
+def test_reader_points_get_the_region_of_the_run_that_made_the_list(scene, volume, fake_detect, monkeypatch):
+    """A missed microbleed the reader adds (panel or a click in a view) is located through the
+    run's registration, so that it does not turn the pattern "undetermined"."""
+    import vtk
+
+    from CMBDetectorLib import location
+    from CMBDetectorMRML import readout
+    from CMBDetectorMRML.review_sync import ReviewSync
+
+    fake_detect([(5, 6, 7)], locations=["lobar"])
+    identity = AtlasRegistration(sitk.Transform(3, sitk.sitkIdentity), True, "")  # scan already in MNI space
+    monkeypatch.setattr(location, "locate", lambda result, *args, **kwargs: location.Located(result, identity))
+    logic = CMBDetectorLogic()
+    node = logic.process(volume).fiducialNode
+    added = markups.point_info(node, logic.addReaderPoint(node, (12.0, -18.0, 7.0)))
+    assert (added.location, added.region, added.side) == ("deep", "thalamus", "right")
+    sync = ReviewSync(node, locate=lambda ras: logic.pointRegion(node, ras))
+    clicked = node.AddControlPointWorld(vtk.vtkVector3d(-24.0, 2.0, 2.0), "")  # as placed in a view
+    p = markups.point_info(node, clicked)
+    assert (p.source, p.location, p.region, p.side) == (markups.READER, "deep", "basal_ganglia", "left")
+    sync.stop()
+    assert readout.read_out(node).pattern == "deep"  # the definite ones: both reader points
+    loaded = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "from a file")  # no run in this session
+    other = markups.point_info(loaded, logic.addReaderPoint(loaded, (12.0, -18.0, 7.0)))
+    assert (other.location, other.region, other.side) == ("unknown",) * 3
