@@ -327,9 +327,13 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Show or hide the MARS atlas registered onto the input volume as the label layer: added
         once per Apply and volume, with the registration of the last Apply when it ran on this
         volume (else registering the volume now)."""
+        if not checked:  # clear the label layer only if it may show the overlay (not the user's label map)
+            if self._atlasOverlay is not None:
+                slicer.util.setSliceViewerLayers(label=None)
+            return
         volume = self._parameterNode.inputVolume if self._parameterNode else None
         shown = self._atlasOverlay
-        if checked and volume is not None and (shown is None or shown[0] is not volume or shown[1].GetScene() is None):
+        if volume is not None and (shown is None or shown[0] is not volume or shown[1].GetScene() is None):
             registered = self._registration
             registration = registered[1] if registered is not None and registered[0] is volume else None
             try:  # e.g. the registration failed on a slab: say so, keep the review going
@@ -337,8 +341,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self._atlasOverlay = (volume, self.logic.showAtlasOverlay(volume, registration))
             except Exception:
                 return
-        label = self._atlasOverlay[1] if checked and self._atlasOverlay is not None else None
-        slicer.util.setSliceViewerLayers(label=label, labelOpacity=0.4)
+        if self._atlasOverlay is not None:
+            slicer.util.setSliceViewerLayers(label=self._atlasOverlay[1], labelOpacity=0.4)
 
     def onRegionCorrected(self, index: int) -> None:
         node, current = self._fiducials(), self._currentIndex()
