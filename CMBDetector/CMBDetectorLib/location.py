@@ -21,6 +21,8 @@ from .registration import AtlasRegistration, register_to_template
 from .regions import UNKNOWN, RegionLabel
 from .results import DetectionResult
 
+STAGE = "Locating (MNI registration)"  # progress stage name while :func:`locate` runs
+
 
 @dataclass
 class Located:

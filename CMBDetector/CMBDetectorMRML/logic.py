@@ -164,7 +164,7 @@ class CMBDetectorLogic:
                                  progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=inputs.phase)
         registration = None
         if (config or DetectorConfig()).locate:
-            report("Locating (MNI registration)", 0.95)
+            report(location.STAGE, 0.95)
             located = location.locate(result, inputs.array, inputs.geometry, inputs.mask)
             result, registration = located.result, located.registration
         report("Creating markups", 0.96)

@@ -25,6 +25,7 @@ from CMBDetectorLib.geometry import Geometry
 from . import worker_protocol as protocol
 
 Send = Callable[[protocol.Message], None]
+LOCATE_AT = 0.95  # progress fraction where the location stage starts (as in-process)
 
 
 def protocol_stream() -> IO[str]:
@@ -53,10 +54,12 @@ def run_job(job: protocol.Job, send: Send) -> None:
     """Detect on the job's arrays, write the result file, then send Done."""
     magnitude, geometry, mask = _load(job.magnitude), Geometry(np.array(job.ijk_to_ras)), _load(job.mask)
     config = protocol.config_from_dict(job.config)
+    span = LOCATE_AT if config.locate else 1.0  # the registration takes seconds: leave it the end of the bar
     result = pipeline.detect(
         magnitude, geometry, config, mask=mask, phase=_load(job.phase),
-        progress=lambda stage, fraction: send(protocol.Progress(job.job_id, stage, fraction)))
-    if config.locate:  # after the detector's "Done": the registration reports no progress of its own
+        progress=lambda stage, fraction: send(protocol.Progress(job.job_id, stage, span * fraction)))
+    if config.locate:
+        send(protocol.Progress(job.job_id, location.STAGE, LOCATE_AT))
         located = location.locate(result, magnitude, geometry, mask)
         result = located.result
         if located.registration is not None:

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from CMBDetectorLib import location
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.results import Detection, DetectionResult
+from CMBDetectorMRML import worker
 from CMBDetectorMRML import worker_protocol as protocol
 from CMBDetectorMRML.worker_client import WorkerClient
 
@@ -147,8 +149,10 @@ def test_progress_lines_arrive_in_order_and_the_result_file_holds_the_detections
     messages = collect(client, finished)
     assert isinstance(messages[0], protocol.Ready) and client.ready
     progress = [m for m in messages if isinstance(m, protocol.Progress)]
-    assert [m.stage for m in progress] == [f"Step {n}" for n in range(fake_worker.STEPS + 1)]
-    assert [m.fraction for m in progress] == sorted(m.fraction for m in progress) and progress[-1].fraction == 1.0
+    # the location stage (seconds of registration) has its own line, not a bar stuck at 100 %
+    assert [m.stage for m in progress] == [f"Step {n}" for n in range(fake_worker.STEPS + 1)] + [location.STAGE]
+    assert [m.fraction for m in progress] == sorted(m.fraction for m in progress)
+    assert progress[-2].fraction == progress[-1].fraction == worker.LOCATE_AT
     assert messages[-1] == protocol.Done(job.job_id) and not client.busy
     result = protocol.read_result(job.result)
     np.testing.assert_allclose([d.ijk for d in result.detections], fake_worker.IJK)
@@ -227,7 +231,7 @@ def test_real_worker_runs_the_detector(tmp_path):
     assert isinstance(messages[0], protocol.Ready)
     assert messages[-1] == protocol.Done(job.job_id), messages[-1]
     stages = [m.stage for m in messages if isinstance(m, protocol.Progress)]
-    assert stages[0] == "Checking input" and stages[-1] == "Done"
+    assert stages[0] == "Checking input" and stages[-2:] == ["Done", location.STAGE]
     result = protocol.read_result(job.result)
     np.testing.assert_array_equal(result.geometry.ijk_to_ras, GEOMETRY.ijk_to_ras)
     assert result.n_candidates >= result.count
