@@ -112,3 +112,20 @@ def test_training_seeds_never_draw_a_stress_protocol():
         assert in_training_ranges(sample_protocol(np.random.default_rng(seed).spawn(1)[0]))
     assert WIDE != STRESS and STRESS.medullary_density[0] >= WIDE.medullary_density[1]
     assert replace(OFF) == Randomisation()
+
+
+def test_wide_training_recipe_reaches_the_engine(monkeypatch):
+    import CMBDetectorLib.synth as synth
+    from CMBDetectorLib.training.dataset import _synthetic_examples
+
+    seen = []
+
+    def fake(seed, **kwargs):
+        seen.append(kwargs["randomisation"])
+        raise StopIteration
+
+    monkeypatch.setattr(synth, "generate_scan", fake)
+    for wide in (False, True):
+        with pytest.raises(StopIteration):
+            _synthetic_examples(3, wide=wide)
+    assert seen == [OFF, WIDE]
