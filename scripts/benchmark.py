@@ -36,7 +36,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
-    FROC_THRESHOLDS, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
+    FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
     froc, rule_variant, stress_scan, summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
@@ -96,8 +96,14 @@ def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int,
 
 
 def final_rows(outcomes: list, thresholds: dict) -> dict:
-    """The final pipeline's rows (both inputs, default thresholds), FROC and calibration."""
-    return {"n_scans": len(outcomes), "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)),
+    """The final pipeline's rows (both inputs, default thresholds), FROC and calibration, and
+    the phase row without the physics rule (what the rule changes)."""
+    for o in outcomes:
+        o.variants["no_rule"] = rule_variant(o, NO_RULE)
+    no_rule = thresholds["fused+phase"]
+    return {"no_rule": {**summarise(outcomes, "no_rule", no_rule),
+                        "calcifications_reported": calcifications_reported(outcomes, "no_rule", no_rule)},
+            "n_scans": len(outcomes), "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)),
             "rows": {key: summarise(outcomes, key, thresholds[key]) for key in FINAL},
             "froc": {key: froc(outcomes, key) for key in FINAL},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
@@ -144,6 +150,10 @@ def stress_report(results: dict) -> str:
             lines.append(f"| {name} | {inputs} | {res['n_scans']} | {res['n_lesions']} | {fmt(les['sensitivity'])} | "
                          f"{les['fp_per_scan']:.2f} | {res['calcifications_reported'][key]} | "
                          f"{fmt(res['calibration'][key]['ece'])} |")
+        les = res["no_rule"]["lesion"]
+        lines.append(f"| {name} | magnitude + phase without the phase rule | {res['n_scans']} | {res['n_lesions']} | "
+                     f"{fmt(les['sensitivity'])} | {les['fp_per_scan']:.2f} | "
+                     f"{res['no_rule']['calcifications_reported']} | |")
     for key, inputs in FINAL.items():
         lines.append(f"\nFROC, stress set, {inputs} (threshold: FP/scan, sensitivity): " + "; ".join(
             f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in results["stress"]["froc"][key]))
