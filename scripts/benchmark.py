@@ -50,13 +50,18 @@ FINAL = {"fused": "magnitude only", "fused+phase": "magnitude + phase"}
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
 
-def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
-    """Runtime and peak RSS of ``detect`` on a 256x256x128 SWI scan, in a fresh process."""
+def profile_scan_data():
+    """The profile's synthetic 256x256x128 3 T SWI scan (also used by scripts/benchmark_worker.py)."""
     from CMBDetectorLib.synth import generate_scan, sample_protocol
 
     protocol = sample_protocol(np.random.default_rng(TEST_SEED0 - 1), kind="swi3d", field_strength_t=3.0)
     protocol = dataclasses.replace(protocol, shape=(256, 256, 128))
-    scan = generate_scan(TEST_SEED0 - 1, protocol=protocol)
+    return generate_scan(TEST_SEED0 - 1, protocol=protocol)
+
+
+def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
+    """Runtime and peak RSS of ``detect`` on a 256x256x128 SWI scan, in a fresh process."""
+    scan = profile_scan_data()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "profile.nii.gz"
         write_image(path, scan.magnitude, scan.geometry)

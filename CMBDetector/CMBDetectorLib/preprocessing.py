@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from .errors import CMBDetectorError
 from .geometry import Geometry, to_sitk
+from .progress import FractionCallback
 
 WORK_SPACING_MM = 1.0
 
@@ -96,16 +97,21 @@ def guess_modality(geometry: Geometry) -> str:
 
 
 def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None,
-               modality: str = "auto") -> Preprocessed:
-    """Input-space magnitude (+ optional user mask) -> normalised working-space volume."""
+               modality: str = "auto", progress: FractionCallback | None = None) -> Preprocessed:
+    """Input-space magnitude (+ optional user mask) -> normalised working-space volume;
+    ``progress(fraction)`` is called between steps (bias correction takes most of the time)."""
+    progress = progress or (lambda fraction: None)
     work, shape = canonical_geometry(geometry, array.shape)
     image = np.maximum(resample(array.astype(np.float32), geometry, work, shape), 0.0)
+    progress(0.15)
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:
         brain = brain_mask(image)
+    progress(0.35)
     image, brain, work = _crop_to(image, brain, work)
     image = bias_correct(image, brain, work)
+    progress(0.95)
     return Preprocessed(normalise(image, brain), brain, work,
                         guess_modality(geometry) if modality == "auto" else modality)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import vtk
 
+from CMBDetectorLib import results
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.results import DetectionResult
 
@@ -82,7 +83,8 @@ class ReviewCounts:
 
 @dataclass(frozen=True)
 class Summary:
-    """Points that are not rejected, counted by size class and by location."""
+    """Points that are not rejected, by size class and by location; ``count`` leaves out dark
+    spots wider than 10 mm (not microbleeds)."""
 
     count: int
     by_size: dict[str, int]
@@ -94,11 +96,7 @@ def _round(value, digits=4):
 
 
 def size_class(diameter_mm: float | None) -> str:
-    if diameter_mm is None:
-        return SIZE_CLASSES[3]
-    if diameter_mm < 5.0:
-        return SIZE_CLASSES[0]
-    return SIZE_CLASSES[1] if diameter_mm <= 10.0 else SIZE_CLASSES[2]
+    return SIZE_CLASSES[3] if diameter_mm is None else results.size_class(diameter_mm)
 
 
 def _check_index(node, index: int) -> None:
@@ -268,6 +266,6 @@ def summary(node) -> Summary:
     kept = [p for p in points(node) if p.status != REJECTED]
     by_size = Counter(size_class(p.diameter_mm) for p in kept)
     return Summary(
-        count=len(kept),
+        count=len(kept) - by_size.get(SIZE_CLASSES[2], 0),
         by_size={name: by_size.get(name, 0) for name in SIZE_CLASSES},
         by_location=dict(sorted(Counter(p.location for p in kept).items())))
