@@ -33,6 +33,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from CMBDetectorLib.regions import REGION_LOCATION
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig, preset_threshold
 from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
 from CMBDetectorMRML import dependencies
@@ -135,6 +136,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._worker = None  # WorkerClient; its process stays warm between runs
         self._pollTimer = None
         self._shortcuts = []
+        self._registration = None  # of the last Apply, for the atlas overlay
+        self._atlasOverlay = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -164,6 +167,9 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.pendingOnlyCheckBox.connect("toggled(bool)", self.onPendingOnlyToggled)
         self.ui.placeMissedButton.connect("clicked(bool)", self.onPlaceMissed)
         self.ui.exportCSVButton.connect("clicked(bool)", self.onExportCSV)
+        self.ui.regionComboBox.addItems(["unknown", *REGION_LOCATION])
+        self.ui.regionComboBox.connect("activated(int)", self.onRegionCorrected)
+        self.ui.atlasOverlayCheckBox.connect("toggled(bool)", self.onAtlasOverlayToggled)
         self.ui.shortcutsLabel.text = _("Keys: ") + ", ".join(f"{key} {name}" for key, name in REVIEW_SHORTCUTS.items())
 
         self.initializeParameterNode()
@@ -311,8 +317,24 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsLabel.text = report.scan_call_text(out.result) + "\n" + report.summary_text(
             self.logic.summary(node), out.result.timings, out.result.warnings)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
+        self._registration, self._atlasOverlay = out.registration, None
+        self.onAtlasOverlayToggled(self.ui.atlasOverlayCheckBox.checked)
         self._observeFiducials(node)  # a rerun into the same node: start from its first point
         self.step(+1)
+
+    def onAtlasOverlayToggled(self, checked: bool) -> None:
+        """Show (adding it once per Apply; registering the scan now after a background run) or hide
+        the registered MARS atlas as the label layer."""
+        if checked and self._atlasOverlay is None and self._parameterNode.inputVolume is not None:
+            with slicer.util.tryWithErrorDisplay(_("Cannot show the region atlas."), waitCursor=True):
+                self._atlasOverlay = self.logic.showAtlasOverlay(self._parameterNode.inputVolume, self._registration)
+        slicer.util.setSliceViewerLayers(label=self._atlasOverlay if checked else None, labelOpacity=0.4)
+
+    def onRegionCorrected(self, index: int) -> None:
+        node, current = self._fiducials(), self._currentIndex()
+        if node is not None and 0 <= current < node.GetNumberOfControlPoints():
+            self.logic.setPointRegion(node, current, self.ui.regionComboBox.currentText)
+            self._updateReview()
 
     # -- review --------------------------------------------------------------------------------
 
@@ -387,8 +409,11 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 details.append(_("score {score:.2f}").format(score=p.score))
             if p.diameter_mm is not None:
                 details.append(f"{p.diameter_mm:.1f} mm ({markups.size_class(p.diameter_mm)})")
-            details.append(p.location)
+            details.append(f"{p.location} ({p.side})")
             self.ui.currentPointLabel.text = f"{p.label}: " + ", ".join(details)
+            self.ui.regionComboBox.blockSignals(True)
+            self.ui.regionComboBox.currentText = p.region
+            self.ui.regionComboBox.blockSignals(False)
         else:
             self.ui.currentPointLabel.text = _("No point selected")
 

@@ -40,6 +40,7 @@ from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
     froc, rule_variant, stress_scan, summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
+from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
 
@@ -48,6 +49,7 @@ VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3
             "fused+phase": "+ phase evidence (final, magnitude + phase)"}
 FINAL = {"fused": "magnitude only", "fused+phase": "magnitude + phase"}
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the issue's "2 cores")
 
 
 def profile_scan_data():
@@ -76,28 +78,32 @@ def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
 
 
 def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False):
-    """Outcome and protocol of the n-th held-out (or stress) scan (one worker process, one torch thread)."""
+    """Outcome, protocol and location figures (None for the stress set) of the n-th held-out (or
+    stress) scan (one worker process, one torch thread)."""
+    import SimpleITK as sitk
     import torch
 
     torch.set_num_threads(1)
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(LOCATION_THREADS)
     scan = stress_scan(n, seed0) if stress else test_scan(n, seed0)
-    return evaluate_scan(scan, config), scan.protocol
+    return evaluate_scan(scan, config), scan.protocol, None if stress else evaluate_location(scan)
 
 
 def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False):
-    """Outcomes of ``n_scans`` scans from ``seed0`` and how many are 1.5 T 2D GRE."""
-    outcomes, n_gre = [], 0
+    """Outcomes and location figures of ``n_scans`` scans from ``seed0`` and how many are 1.5 T 2D GRE."""
+    outcomes, locations, n_gre = [], [], 0
     t0 = time.perf_counter()
     name = "stress" if stress else "benchmark"
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for n, (outcome, protocol) in enumerate(pool.map(partial(evaluate_nth, seed0=seed0, config=config,
-                                                                 stress=stress), range(n_scans))):
+        for n, (outcome, protocol, located) in enumerate(pool.map(
+                partial(evaluate_nth, seed0=seed0, config=config, stress=stress), range(n_scans))):
             n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
             outcomes.append(outcome)
+            locations.append(located)
             print(f"[{name}] scan {n + 1}/{n_scans}: {len(outcome.gt_ras)} CMBs, {protocol.kind} "
                   f"{protocol.field_strength_t} T TE {protocol.te_ms} ms, {protocol.spacing_mm[2]} mm slices "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    return outcomes, n_gre
+    return outcomes, locations, n_gre
 
 
 def final_rows(outcomes: list, thresholds: dict) -> dict:
@@ -260,6 +266,7 @@ def report(results: dict) -> str:
                      "precision, sensitivity, F1): " + "; ".join(
                          f"{t:.2f}: {fmt(r['balanced_accuracy'])}, {fmt(r['precision'])}, {fmt(r['sensitivity'])}, "
                          f"{fmt(r['f1'])}" for t, r in rows) + "\n")
+    lines += [location_text(results["location"]), ""]
     for prof in results["profiles"]:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in prof["stages_s"].items())
         inputs = "magnitude + phase" if prof["phase"] else "magnitude"
@@ -295,7 +302,7 @@ def main(argv=None):
     if args.models_dir:
         config.models_dir = args.models_dir.resolve()
     seed0 = VALIDATION_SEED0 if args.validation else TEST_SEED0
-    outcomes, n_gre = evaluate_set(args.n, seed0, config, args.workers)
+    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers)
     stress = evaluate_set(args.n, STRESS_SEED0, config, args.workers, stress=True)[0] if args.stress else None
     import torch
 
@@ -321,7 +328,8 @@ def main(argv=None):
                             if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL},
         "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")},
         "subject_sweep": {key: [(t, summarise(outcomes, key, t)["subject"]) for t in FROC_THRESHOLDS] for key in FINAL},
-        "profiles": profiles, "phase_rule": dataclasses.asdict(PHASE_RULE), **final_rows(outcomes, thresholds)}
+        "profiles": profiles, "location": {"threads": LOCATION_THREADS, **summarise_location(locations)},
+        "phase_rule": dataclasses.asdict(PHASE_RULE), **final_rows(outcomes, thresholds)}
     if stress is not None:
         results["stress"] = final_rows(stress, thresholds)
     text = report(results) + calibration_report(results) + (stress_report(results) if stress is not None else "")

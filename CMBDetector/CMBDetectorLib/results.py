@@ -31,6 +31,8 @@ class Detection:
     score: float
     location: str = "unknown"
     paramagnetic_score: float | None = None  # phase evidence in [-1, 1]; None without phase
+    region: str = "unknown"  # MARS region (frontal, thalamus, cerebellum...), see atlas.REGIONS
+    side: str = "unknown"  # left / right / midline
 
     @property
     def size_class(self) -> str:

@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 import slicer
 
+from CMBDetectorLib import location
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
 
-from . import markups, outputs, readout, report_page, review_sync, runwarnings, scans, tables, volumes
+from . import atlas_overlay, markups, outputs, readout, report_page, review_sync, runwarnings, scans, tables, volumes
 from .files import atomic_target, atomic_write_text, check_output_dir
 from .scans import image_files  # noqa: F401  (public name kept for callers)
 from .scene import new_scene
@@ -65,6 +66,7 @@ class ProcessResult:
     fiducialNode: object
     tableNode: object
     result: DetectionResult
+    registration: object = None  # location.AtlasRegistration, None when the location stage did not run
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,13 @@ class CMBDetectorLogic:
         inputs = self.detectorInputs(inputVolumeNode, maskNode, phaseNode, outputFiducialNode, outputTableNode)
         result = pipeline.detect(inputs.array, inputs.geometry, config=config, mask=inputs.mask,
                                  progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=inputs.phase)
+        registration = None
+        if (config or DetectorConfig()).locate:
+            report("Locating (MNI registration)", 0.95)
+            located = location.locate(result, inputs.array, inputs.geometry, inputs.mask)
+            result, registration = located.result, located.registration
         report("Creating markups", 0.96)
-        return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace)
+        return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace, registration)
 
     @staticmethod
     def detectorInputs(inputVolumeNode, maskNode=None, phaseNode=None, outputFiducialNode=None,
@@ -175,9 +182,10 @@ class CMBDetectorLogic:
         return DetectorInputs(array, geometry, mask, phase)
 
     def loadResult(self, inputVolumeNode, result: DetectionResult, outputFiducialNode=None,
-                   outputTableNode=None, replace: bool = False) -> ProcessResult:
+                   outputTableNode=None, replace: bool = False, registration=None) -> ProcessResult:
         """Write ``result`` (detected on ``inputVolumeNode``) as pending points plus a table, as
-        :meth:`process` does; on error the nodes it created are removed."""
+        :meth:`process` does; on error the nodes it created are removed. ``registration``: the
+        location stage's, if it ran here (kept for the atlas overlay)."""
         scene = inputVolumeNode.GetScene()
         if scene is None:
             raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is no longer in the scene.")
@@ -190,7 +198,7 @@ class CMBDetectorLogic:
             fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
             tables.update_table(table, fiducials)
             readout.update_counts_table(fiducials)
-        return ProcessResult(fiducials, table, result)
+        return ProcessResult(fiducials, table, result, registration)
 
     @staticmethod
     def _output_nodes(volume, fiducials, table, replace: bool, result: DetectionResult):
@@ -226,6 +234,19 @@ class CMBDetectorLogic:
         """Set a point's review status (pending/accepted/rejected); refreshes the linked table."""
         markups.set_status(fiducialNode, index, status)
         self._refresh_table(fiducialNode)
+
+    def setPointRegion(self, fiducialNode, index: int, region: str) -> None:
+        """The reader's correction of a point's MARS region (its class follows); refreshes the table."""
+        markups.set_region(fiducialNode, index, region)
+        self._refresh_table(fiducialNode)
+
+    def showAtlasOverlay(self, volumeNode, registration=None, name: str | None = None):
+        """Add the MARS regions registered onto ``volumeNode`` as a new label map node with its
+        colour table (an optional overlay); returns the node. ``registration`` None registers
+        the volume now (e.g. after a background run)."""
+        if registration is None:
+            registration = location.register_to_template(*volumes.volume_to_array(volumeNode))
+        return atlas_overlay.add_overlay(volumeNode, registration, name)
 
     def getPointStatus(self, fiducialNode, index: int) -> str:
         return markups.get_status(fiducialNode, index)

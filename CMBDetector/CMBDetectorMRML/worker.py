@@ -18,7 +18,7 @@ from typing import IO, Callable
 
 import numpy as np
 
-from CMBDetectorLib import pipeline
+from CMBDetectorLib import location, pipeline
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry
 
@@ -51,10 +51,13 @@ def _load(path: str | None) -> np.ndarray | None:
 
 def run_job(job: protocol.Job, send: Send) -> None:
     """Detect on the job's arrays, write the result file, then send Done."""
+    magnitude, geometry, mask = _load(job.magnitude), Geometry(np.array(job.ijk_to_ras)), _load(job.mask)
+    config = protocol.config_from_dict(job.config)
     result = pipeline.detect(
-        _load(job.magnitude), Geometry(np.array(job.ijk_to_ras)), protocol.config_from_dict(job.config),
-        mask=_load(job.mask), phase=_load(job.phase),
+        magnitude, geometry, config, mask=mask, phase=_load(job.phase),
         progress=lambda stage, fraction: send(protocol.Progress(job.job_id, stage, fraction)))
+    if config.locate:  # after the detector's "Done": the registration reports no progress of its own
+        result = location.locate(result, magnitude, geometry, mask).result
     protocol.write_result(job.result, result)
     send(protocol.Done(job.job_id))
 

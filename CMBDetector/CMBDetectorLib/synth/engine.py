@@ -214,7 +214,8 @@ def _add_spheres(cplx, labels, spheres: list[Sphere], atlas, place, geometry: Ge
             label = len([o for o in out if o.is_cmb]) + 1
             _label_sphere(labels, geometry, center, radius, label)
         out.append(SyntheticObject(sph.kind, tuple(float(v) for v in center), _apparent_diameter(block, geometry),
-                                   2 * radius, sph.kind == "cmb", label, sph.location))
+                                   2 * radius, sph.kind == "cmb", label, sph.location,
+                                   tuple(float(v) for v in sph.center_mni)))
     return out
 
 

@@ -24,6 +24,7 @@ class SyntheticObject:
     is_cmb: bool = False
     label: int = 0
     location: str = ""
+    template_ras: tuple | None = None  # MNI152 2009a position before the pose (CMBs, calcifications)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The detector worker with a stand-in ``pipeline.detect`` (no torch), for the worker tests.
+"""The detector worker with a stand-in ``pipeline.detect`` (no torch) and location stage, for the
+worker tests.
 
     python -m fake_worker   (PYTHONPATH: CMBDetector and Testing/Python)
 
@@ -17,7 +18,7 @@ import time
 
 from conftest import result_from_ijk
 
-from CMBDetectorLib import pipeline
+from CMBDetectorLib import location, pipeline
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorMRML import worker
 
@@ -46,5 +47,6 @@ def fake_detect(array, geometry, config=None, mask=None, progress=None, cancel=N
 
 if __name__ == "__main__":
     pipeline.detect = fake_detect
+    location.locate = lambda result, *args, **kwargs: location.Located(result, None)
     print("fake worker starting", file=sys.stderr)
     worker.serve(sys.stdin, worker.protocol_stream())
