@@ -17,6 +17,7 @@ from .config import SCAN_THRESHOLD, DetectorConfig
 from .fusion import FEATURES, ScoreFusion, fusion_inputs
 from .geometry import Geometry
 from .phase import dipole_correlation, highpass_phase, paramagnetic_sign
+from .phase_rule import PHASE_RULE, PhaseRule
 from .postprocess import nms_3d, to_detections
 from .preprocessing import Preprocessed, preprocess
 from .progress import CancelCheck, ProgressCallback, StageReporter
@@ -117,15 +118,20 @@ def fusion_rows(scored: ScoredCandidates, use_phase: bool = True) -> tuple[np.nd
     return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre", phase)
 
 
-def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True) -> np.ndarray:
+def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True,
+                 rule: PhaseRule = PHASE_RULE) -> np.ndarray:
     """Fused probability for every candidate YOLO scored, 0 for the rest; the CNN's without YOLO.
-    ``use_phase`` False ignores the phase image (the magnitude-only fusion)."""
+    ``use_phase`` False ignores the phase image (the magnitude-only fusion); with phase the
+    physics ``rule`` bounds the phase fusion by the magnitude-only one (:mod:`.phase_rule`)."""
     if scored.yolo is None:
         return scored.cnn
     look, rows = fusion_rows(scored, use_phase)
     fusion = ScoreFusion.load(models_dir, with_phase=rows.shape[1] > len(FEATURES))
     final = np.zeros(len(scored.candidates), dtype=np.float32)
     final[look] = fusion.score(rows)
+    if rows.shape[1] > len(FEATURES):
+        magnitude = ScoreFusion.load(models_dir).score(rows[:, :len(FEATURES)])
+        final[look] = rule.apply(final[look], magnitude, rows[:, -1])
     return final
 
 
