@@ -92,7 +92,7 @@ def render(fiducial_node, scan_name: str | None = None) -> str:
     for p in points:
         if readout.grade(p) != readout.DEFINITE:
             continue
-        where = " ".join(str(v) for v in (p.location, getattr(p, "region", None), getattr(p, "side", None)) if v)
+        where = " ".join((p.location, p.region, p.side))
         caption = f"{p.label}: {_fmt(p.diameter_mm)} mm ({markups.size_class(p.diameter_mm)}), {where}, {p.source}"
         image = "" if array is None else (
             '<img alt="thumbnail" src="data:image/png;base64,'

@@ -8,7 +8,7 @@ change
   (in its MARS region when a ``locate`` function is given),
 - on a review list (a node with records; any other point list keeps its display): drops
   records of deleted points, refreshes the others' fingerprints, recomputes the voxel (I, J, K)
-  of a moved point and restores each point's colour from its status (the Markups module can
+  (and region) of a moved point and restores each point's colour from its status (the Markups module can
   toggle "selected"),
 - rebuilds the linked table (``markups.TABLE_ROLE``) and counts table (``readout.COUNTS_ROLE``)
   and calls ``changed()``.
@@ -131,10 +131,17 @@ class ReviewSync:
                                           region=label.region, side=label.side)
 
     def _update_records(self) -> None:
-        """New voxel for moved points; drops records of deleted points, refreshes fingerprints."""
+        """New voxel (and region, given ``locate``) for moved points; drops records of deleted
+        points, refreshes fingerprints."""
         node = self.node
-        point_records.update_records(node, {i: {"ijk": _rounded(linked_ijk(node, _world_ras(node, i)))}
-                                            for i in point_records.moved(node)})
+        point_records.update_records(node, {i: self._moved_fields(_world_ras(node, i)) for i in point_records.moved(node)})
+
+    def _moved_fields(self, ras) -> dict:
+        fields = {"ijk": _rounded(linked_ijk(self.node, ras))}
+        if self._locate is not None:
+            label = self._locate(ras)
+            fields.update(location=label.location, region=label.region, side=label.side)
+        return fields
 
     def _restore_colours(self) -> None:
         for p in markups.points(self.node):

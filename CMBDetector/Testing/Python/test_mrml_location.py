@@ -103,6 +103,10 @@ def test_reader_points_get_the_region_of_the_run_that_made_the_list(scene, volum
     clicked = node.AddControlPointWorld(vtk.vtkVector3d(-24.0, 2.0, 2.0), "")  # as placed in a view
     p = markups.point_info(node, clicked)
     assert (p.source, p.location, p.region, p.side) == (markups.READER, "deep", "basal_ganglia", "left")
+    node.SetNthControlPointPositionWorld(clicked, 30.0, 10.0, 25.0)  # dragged into the right white matter
+    p = markups.point_info(node, clicked)
+    assert (p.location, p.region, p.side) == ("deep", "deep_white_matter", "right")
+    node.SetNthControlPointPositionWorld(clicked, -24.0, 2.0, 2.0)
     sync.stop()
     assert readout.read_out(node).pattern == "deep"  # the definite ones: both reader points
     loaded = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "from a file")  # no run in this session
