@@ -244,7 +244,7 @@ def set_region(node, index: int, region: str) -> None:
     the side is kept."""
     if region != "unknown" and location_of(region) == "unknown":
         raise CMBDetectorError(f"Unknown region '{region}'; use one of {', '.join(REGION_LOCATION)} or unknown.")
-    update_point_data(node, index, region=region, location=location_of(region))
+    update_point_data(node, index, region=region, location=location_of(region), region_source=READER)
 
 
 def _apply_point_display(node, index: int, status: str, pending_only: bool) -> None:
@@ -272,8 +272,10 @@ def counts(node) -> ReviewCounts:
 
 
 def has_review(node) -> bool:
-    """True when any point was accepted, rejected or added by a reader (work to protect)."""
-    return any(p.status != PENDING or p.source == READER for p in points(node))
+    """True when any point was accepted, rejected, added or had its region corrected by a reader
+    (work to protect)."""
+    return (any(p.status != PENDING or p.source == READER for p in points(node))
+            or any(r is not None and r.get("region_source") == READER for r in point_records.records_by_index(node)))
 
 
 def summary(node) -> Summary:

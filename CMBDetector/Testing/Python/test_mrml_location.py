@@ -54,6 +54,18 @@ def test_region_and_side_reach_points_table_and_csv_and_reader_can_correct(scene
         logic.setPointRegion(node, 1, "hippocampus")
     logic.setPointRegion(node, 1, "unknown")
     assert markups.point_info(node, 1).location == "unknown"
+    assert markups.get_status(node, 1) == markups.PENDING and markups.has_review(node)  # corrections are kept
+
+
+def test_a_rerun_keeps_a_list_whose_regions_the_reader_corrected(volume, fake_detect):
+    fake_detect([(5, 6, 7)], locations=["lobar"])
+    logic = CMBDetectorLogic()
+    first = logic.process(volume)
+    assert not markups.has_review(first.fiducialNode)
+    logic.setPointRegion(first.fiducialNode, 0, "thalamus")
+    again = logic.process(volume, outputFiducialNode=first.fiducialNode)
+    assert again.fiducialNode is not first.fiducialNode
+    assert markups.point_info(first.fiducialNode, 0).region == "thalamus"
 
 
 def test_atlas_overlay_is_the_atlas_on_the_scan_grid(volume):
