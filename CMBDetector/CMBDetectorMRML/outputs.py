@@ -40,7 +40,8 @@ def free_name(output_dir, name: str, overwrite: bool) -> tuple[str, str | None]:
     while is_reviewed(output_dir / f"{name}-run{n}.mrk.json"):
         n += 1
     new = f"{name}-run{n}"
-    return new, (f"'{name}.mrk.json' holds a review (points accepted, rejected, added or region-corrected) and was kept; "
+    return new, (f"'{name}.mrk.json' holds a review (points accepted, rejected, added or region-corrected) "
+                 "and was kept; "
                  f"the new results are in '{new}.mrk.json' and '{new}.csv' (--overwrite replaces the reviewed file).")
 
 

@@ -134,7 +134,8 @@ class ReviewSync:
         """New voxel (and region, given ``locate``) for moved points; drops records of deleted
         points, refreshes fingerprints."""
         node = self.node
-        point_records.update_records(node, {i: self._moved_fields(_world_ras(node, i)) for i in point_records.moved(node)})
+        point_records.update_records(node, {i: self._moved_fields(_world_ras(node, i))
+                                            for i in point_records.moved(node)})
 
     def _moved_fields(self, ras) -> dict:
         fields = {"ijk": _rounded(linked_ijk(self.node, ras))}
