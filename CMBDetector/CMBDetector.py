@@ -346,7 +346,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRegionCorrected(self, index: int) -> None:
         node, current = self._fiducials(), self._currentIndex()
-        if node is not None and 0 <= current < node.GetNumberOfControlPoints():
+        if node is not None and 0 <= current < node.GetNumberOfControlPoints() and not self._running:
             self.logic.setPointRegion(node, current, self.ui.regionComboBox.currentText)
             self._updateReview()
 
@@ -409,6 +409,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasPoints = node is not None and node.GetNumberOfControlPoints() > 0
         for button in (self.ui.previousButton, self.ui.nextButton, self.ui.acceptButton, self.ui.rejectButton):
             button.enabled = hasPoints and not self._running
+        self.ui.regionComboBox.enabled = 0 <= self._currentIndex() < (node.GetNumberOfControlPoints() if node else 0) \
+            and not self._running
         self.ui.exportCSVButton.enabled = hasPoints
         self.ui.placeMissedButton.enabled = node is not None and not self._running
         if node is None:
