@@ -45,8 +45,9 @@ def sample_cmb_count(rng: np.random.Generator) -> int:
     return int(min(MAX_CMB, 1 + rng.negative_binomial(1, 0.3)))
 
 
-def sample_cmbs(rng: np.random.Generator, atlas: Atlas, n: int) -> list[Sphere]:
-    """``n`` haemosiderin spheres in lobar, deep and infratentorial tissue, not overlapping."""
+def sample_cmbs(rng: np.random.Generator, atlas: Atlas, n: int, existing=()) -> list[Sphere]:
+    """``n`` haemosiderin spheres in lobar, deep and infratentorial tissue, not overlapping each
+    other or the ``existing`` spheres."""
     out: list[Sphere] = []
     for _ in range(n):
         loc = LOCATIONS[rng.choice(3, p=LOCATION_WEIGHTS)]
@@ -56,7 +57,7 @@ def sample_cmbs(rng: np.random.Generator, atlas: Atlas, n: int) -> list[Sphere]:
         inside = float(rng.uniform(0.02, 0.15))
         for _ in range(50):
             center = atlas.index_to_ras(cand[rng.integers(len(cand))] + rng.uniform(-0.5, 0.5, 3))
-            if all(np.linalg.norm(center - s.center_mni) > radius + s.radius_mm + 4 for s in out):
+            if all(np.linalg.norm(center - s.center_mni) > radius + s.radius_mm + 4 for s in (*existing, *out)):
                 out.append(Sphere("cmb", center, radius, dchi, inside, loc))
                 break
     return out
