@@ -31,11 +31,11 @@ def best_score_near(detections: list[Detection], points_mm: np.ndarray, radii_mm
 
 def spot_contrast(array: np.ndarray, geometry: Geometry, points_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
     """Dark-spot contrast ``1 - darkest / background median`` at each RAS point: the darkest
-    voxel within the radius (at least half a voxel), against the median of a shell
+    voxel within the radius (at least half a voxel diagonal, so the nearest voxel counts), against the median of a shell
     ``SHELL_MM`` beyond it. 0 where the point is outside the image."""
     pts = np.reshape(points_mm, (-1, 3))
     out = np.zeros(len(pts))
-    half_voxel = 0.5 * float(geometry.spacing.max())
+    half_voxel = 0.5 * float(np.linalg.norm(geometry.spacing))
     for n, (p, r) in enumerate(zip(pts, np.broadcast_to(radii_mm, len(pts)))):
         r_in = max(float(r), half_voxel)
         values, dist = _around(array, geometry, p, r_in + SHELL_MM[1])

@@ -19,9 +19,9 @@ from CMBDetectorLib.results import Detection
 
 ROTATION = Rotation.from_euler("xyz", [8.0, -4.0, 6.0], degrees=True).as_matrix()
 SHIFT = np.array([6.0, -4.0, 5.0])
-BASELINE_GRID = (Geometry.from_parts((1.5, 1.5, 1.5), (-90.0, -105.0, -80.0)), (108, 140, 120))  # (k, j, i)
-FOLLOWUP_GRID = (Geometry.from_parts((1.2, 1.2, 3.0), (95.0, 110.0, -75.0),
-                                     Rotation.from_euler("z", 180 + 10, degrees=True).as_matrix()), (55, 180, 160))
+BASELINE_GRID = (Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -80.0)), (82, 106, 91))  # (k, j, i)
+FOLLOWUP_GRID = (Geometry.from_parts((1.6, 1.6, 4.0), (95.0, 110.0, -75.0),
+                                     Rotation.from_euler("z", 180 + 10, degrees=True).as_matrix()), (42, 136, 120))
 
 
 def phantom(geometry: Geometry, shape_kji, rotation=np.eye(3), shift=np.zeros(3), dark_spots=(), brain=(68, 84, 62)):
@@ -82,8 +82,8 @@ def test_registration_recovers_head_motion_across_grids():
 def test_registration_failure_is_reported_and_blocks_the_change_call(case):
     base = phantom(*BASELINE_GRID)
     if case == "slab":
-        geometry = Geometry.from_parts((1.5, 1.5, 2.0), (-90.0, -105.0, -10.0))
-        follow = phantom(geometry, (10, 140, 120))
+        geometry = Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -10.0))
+        follow = phantom(geometry, (10, 106, 91))
     else:  # another object: a small ball off to one side
         geometry, shape = BASELINE_GRID
         follow = phantom(geometry, shape, shift=np.array([40.0, 50.0, 30.0]), brain=(30, 30, 30))
