@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import vtk
@@ -46,11 +46,14 @@ SUMMARY_COLUMNS = ("baseline", "followup", "status", "new", "possible_new", "per
 
 @dataclass
 class ComparisonNodes:
-    """What :func:`compare_nodes` created: change lists per scan, the change table, the result."""
+    """What :func:`compare_nodes` created: change lists per scan, the change table, the
+    registration as a transform node (follow-up -> baseline; not applied to any node: put the
+    follow-up under it to overlay the visits), the result."""
 
     followupLists: dict[str, object]
     baselineLists: dict[str, object]
     tableNode: object
+    transformNode: object
     comparison: VisitComparison
     warnings: list[str] = field(default_factory=list)
 
@@ -82,8 +85,12 @@ def compare_nodes(baselineNode, followupNode, config: DetectorConfig | None = No
         base = {c: _change_list(baselineNode, "baseline", c, comparison.baseline, comparison, table)
                 for c in BASELINE_CHANGES}
         update_change_table(table)
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode",
+                                            scene.GenerateUniqueName(f"{followupNode.GetName()} to baseline"))
+        transform.SetMatrixTransformToParent(
+            volumes.numpy_to_matrix(comparison.change.registration.followup_to_baseline))
     warnings = comparison.baseline.warnings + comparison.followup.warnings
-    return ComparisonNodes(follow, base, table, comparison, warnings)
+    return ComparisonNodes(follow, base, table, transform, comparison, warnings)
 
 
 def _change_list(volume, visit: str, change: str, result: DetectionResult, comparison: VisitComparison, table):
@@ -97,9 +104,7 @@ def _change_list(volume, visit: str, change: str, result: DetectionResult, compa
         detections = [r.detection for r in rows]
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
                                    scene.GenerateUniqueName(f"{volume.GetName()} {change}"))
-    markups.fill_fiducials(node, DetectionResult(detections, result.geometry, dict(result.timings),
-                                                 list(result.warnings), result.n_candidates, result.device,
-                                                 result.threshold, result.scan_threshold, result.used_phase))
+    markups.fill_fiducials(node, replace(result, detections=detections))
     order = sorted(range(len(rows)), key=lambda n: detections[n].score, reverse=True)  # fill_fiducials' order
     data = {}
     for index, n in enumerate(order):

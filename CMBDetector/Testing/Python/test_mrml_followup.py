@@ -81,6 +81,9 @@ def test_compare_visits_on_different_grids(scene, pair_nodes, stub_detector, tmp
     resolved = [r for r in rows if r["change"] == RESOLVED]
     assert np.allclose([resolved[0]["R"], resolved[0]["A"], resolved[0]["S"]], GONE[0], atol=1e-3)
     assert out.baselineLists[PERSISTENT].GetNumberOfControlPoints() == 2
+    assert np.allclose(volumes.matrix_to_numpy(out.transformNode.GetMatrixTransformToParent()),
+                       out.comparison.change.registration.followup_to_baseline)
+    assert follow.GetParentTransformNode() is None  # the user's volume is left alone
     # review: confirming the possible new one and rejecting a new one changes the grade inputs
     table = out.tableNode
     followup.set_change_status(table, out.followupLists[POSSIBLE_NEW], 0, markups.ACCEPTED)
