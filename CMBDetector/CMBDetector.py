@@ -34,12 +34,17 @@ from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
 from CMBDetectorLib.progress import DetectionCancelled
 from CMBDetectorMRML import logic as mrmlLogic
 from CMBDetectorMRML import markups, report
+from CMBDetectorMRML.review_cursor import ReviewCursor
+from CMBDetectorMRML.review_sync import ReviewSync
 
 DEVICES = {"auto": "auto", "CPU": "cpu", "GPU": "cuda"}
 # Python packages the detector needs that Slicer does not ship (torch comes via PyTorchUtils).
 PIP_REQUIREMENTS = {"scipy": "scipy>=1.11", "ultralytics": "ultralytics==8.4.190"}
 SAMPLE_SCAN = os.path.join(os.path.dirname(__file__), "Resources", "SampleData", "SampleSWI_mag.nii.gz")
 SAMPLE_PHASE = os.path.join(os.path.dirname(__file__), "Resources", "SampleData", "SampleSWI_phase.nii.gz")
+# Review keys, all left free by Slicer (slice views: r b f v g t [ ] { } arrows; markups: s Delete
+# BackSpace; 3D views: + - Home End PageDown Insert keypad; application: Ctrl+...).
+REVIEW_SHORTCUTS = {"A": "accept", "X": "reject", "N": "next point", "P": "previous point"}
 
 
 #
@@ -59,8 +64,9 @@ class CMBDetector(ScriptedLoadableModule):
         self.parent.helpText = _("""
 Detects cerebral microbleeds (CMBs) on SWI or T2*-GRE magnitude MRI and helps review them:
 candidate search, a 3D CNN and optional YOLO rescoring (fused into one probability) produce
-scored points, which you accept or reject one by one (keys A / R, N / P to step). Missed
-microbleeds can be placed by hand.
+scored points, which you accept or reject one by one (keys A accept, X reject, N / P next /
+previous point; listed in the Review section). Missed microbleeds can be placed by hand, also
+with the Markups module: the review table follows every point added, moved or deleted there.
 Accepted + reader-placed points make the final count. Research use only, not a medical device.
 """)
         self.parent.acknowledgementText = _("""
@@ -105,8 +111,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._observedFiducials = None
-        self._currentIndex = -1
+        self._sync = None
+        self._cursor = None
         self._running = False
         self._cancelRequested = False
         self._shortcuts = []
@@ -136,12 +142,14 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.pendingOnlyCheckBox.connect("toggled(bool)", self.onPendingOnlyToggled)
         self.ui.placeMissedButton.connect("clicked(bool)", self.onPlaceMissed)
         self.ui.exportCSVButton.connect("clicked(bool)", self.onExportCSV)
+        self.ui.shortcutsLabel.text = _("Keys: ") + ", ".join(f"{key} {name}" for key, name in REVIEW_SHORTCUTS.items())
         self._setupCompareSection()
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self._removeShortcuts()
+        self._observeFiducials(None)
         self.removeObservers()
 
     def enter(self) -> None:
@@ -256,7 +264,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsLabel.text = report.scan_call_text(out.result) + "\n" + report.summary_text(
             self.logic.summary(node), out.result.timings, out.result.warnings)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
-        self._currentIndex = -1
+        self._observeFiducials(node)  # a rerun into the same node: start from its first point
         self.step(+1)
 
     # -- review --------------------------------------------------------------------------------
@@ -266,47 +274,34 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onFiducialsChanged(self, node) -> None:
         self._observeFiducials(node)
-        self._currentIndex = -1
         self._updateReview()
 
     def _observeFiducials(self, node) -> None:
-        if self._observedFiducials is not None:
-            self.removeObserver(self._observedFiducials, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                                self.onPointPlaced)
-            self.removeObserver(self._observedFiducials, slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
-                                self._updateReview)
-        self._observedFiducials = node
-        if node is not None:
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced)
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._updateReview)
+        """Keep the table in step with ``node``'s points (added, moved, deleted anywhere); new cursor."""
+        if self._sync is not None:
+            self._sync.stop()
+            self._cursor.go_to(-1)  # no highlight left behind on the previous list
+        self._cursor = None if node is None else ReviewCursor(node)
+        self._sync = None if node is None else ReviewSync(node, changed=self._updateReview)
 
-    def _reviewOrder(self) -> list:
-        node = self._fiducials()
-        if node is None:
-            return []
-        pendingOnly = self.ui.pendingOnlyCheckBox.checked  # the widget, not the parameter node: updated first
-        return [p.index for p in markups.points(node) if not pendingOnly or p.status == markups.PENDING]
+    def _currentIndex(self) -> int:
+        return self._cursor.index if self._cursor is not None else -1
 
     def step(self, direction: int) -> None:
-        """Jump to the next (+1) or previous (-1) point, centring the slice views on it."""
-        order, current = self._reviewOrder(), self._currentIndex
-        if not order:
-            self._currentIndex = -1
-        elif current in order:
-            self._currentIndex = order[(order.index(current) + direction) % len(order)]
-        else:  # nothing selected yet, or the current point was filtered out
-            ahead = [i for i in order if (i - current) * direction > 0]
-            self._currentIndex = ahead[0 if direction > 0 else -1] if ahead else order[0 if direction > 0 else -1]
-        if self._currentIndex >= 0:
-            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(
-                self._fiducials().GetID(), self._currentIndex, True)
+        """Jump to the next (+1) or previous (-1) point, highlight it and centre the slice views on it."""
+        if self._cursor is None:
+            return
+        # the checkbox, not the parameter node: it is updated first
+        index = self._cursor.step(direction, pending_only=self.ui.pendingOnlyCheckBox.checked)
+        if index >= 0:
+            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(self._cursor.node.GetID(), index, True)
         self._updateReview()
 
     def decide(self, status: str) -> None:
-        node = self._fiducials()
-        if node is None or self._currentIndex < 0:
+        node, index = self._fiducials(), self._currentIndex()
+        if node is None or index < 0:
             return
-        self.logic.setPointStatus(node, self._currentIndex, status)
+        self.logic.setPointStatus(node, index, status)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
         self.step(+1)
 
@@ -325,13 +320,6 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         markupsLogic.SetActiveList(node)
         markupsLogic.StartPlaceMode(False)
 
-    def onPointPlaced(self, caller, event) -> None:
-        """A point the user placed (no CMBDetector data yet) becomes an accepted reader point."""
-        index = caller.GetNumberOfControlPoints() - 1
-        if not self._running and index >= 0 and not caller.GetNthControlPointDescription(index):
-            self.logic.markReaderPoint(caller, index)
-            self._updateReview()
-
     def _updateReview(self, caller=None, event=None) -> None:
         node = self._fiducials()
         hasPoints = node is not None and node.GetNumberOfControlPoints() > 0
@@ -344,8 +332,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.currentPointLabel.text = _("No point list")
             return
         self.ui.countsLabel.text = report.counts_text(self.logic.countsByStatus(node))
-        if 0 <= self._currentIndex < node.GetNumberOfControlPoints():
-            p = markups.point_info(node, self._currentIndex)
+        if 0 <= self._currentIndex() < node.GetNumberOfControlPoints():
+            p = markups.point_info(node, self._currentIndex())
             details = [p.status]
             if p.score is not None:
                 details.append(_("score {score:.2f}").format(score=p.score))
@@ -358,11 +346,11 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _addShortcuts(self) -> None:
         self._removeShortcuts()
-        actions = {"A": lambda: self.decide(markups.ACCEPTED), "R": lambda: self.decide(markups.REJECTED),
-                   "N": lambda: self.step(+1), "P": lambda: self.step(-1)}
-        for key, action in actions.items():
+        actions = {"accept": lambda: self.decide(markups.ACCEPTED), "reject": lambda: self.decide(markups.REJECTED),
+                   "next point": lambda: self.step(+1), "previous point": lambda: self.step(-1)}
+        for key, name in REVIEW_SHORTCUTS.items():
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
-            shortcut.connect("activated()", action)
+            shortcut.connect("activated()", actions[name])
             self._shortcuts.append(shortcut)
 
     def _removeShortcuts(self) -> None:
@@ -610,6 +598,13 @@ class CMBDetectorTest(ScriptedLoadableModuleTest):
         self.assertEqual(logic.exportCSV(out.tableNode, path), out.result.count + 1)
         with open(path) as f:
             self.assertEqual(sum(1 for _line in f), out.result.count + 2)
+
+        self.delayDisplay("Deleting a point outside the module updates table and counts")
+        sync = ReviewSync(out.fiducialNode)
+        out.fiducialNode.RemoveNthControlPoint(1)  # the rejected one
+        self.assertEqual(out.tableNode.GetNumberOfRows(), out.result.count)
+        self.assertEqual(logic.countsByStatus(out.fiducialNode).rejected, 0)
+        sync.stop()
 
         rerun = logic.process(volume, outputFiducialNode=out.fiducialNode, outputTableNode=out.tableNode)
         self.assertIsNot(rerun.fiducialNode, out.fiducialNode)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,8 +32,7 @@ CHANGE_COLORS = {NEW: (1.0, 0.1, 0.1), POSSIBLE_NEW: (1.0, 0.55, 0.0), PERSISTEN
 CHANGE_LABELS = {NEW: "New", POSSIBLE_NEW: "Possible", PERSISTENT: "Persistent", RESOLVED: "Resolved"}
 FOLLOWUP_CHANGES = (NEW, POSSIBLE_NEW, PERSISTENT)
 BASELINE_CHANGES = (PERSISTENT, RESOLVED)
-CHANGE_ATTRIBUTE = "CMBDetector.Change"  # the list's change status
-POINTS_ATTRIBUTE = "CMBDetector.ChangePoints"  # JSON {control point ID: matched point, distances, scores}
+CHANGE_ATTRIBUTE = "CMBDetector.Change"  # the list's change status (each point's record has it too)
 VISIT_ATTRIBUTE = "CMBDetector.Visit"  # "baseline" or "follow-up"
 LIST_ROLE = "CMBDetector.ChangeList"  # table -> every change list
 TABLE_COLUMNS = ("label", "visit", "change", "R", "A", "S", "score", "diameter_mm", "region", "baseline_R",
@@ -106,17 +104,15 @@ def _change_list(volume, visit: str, change: str, result: DetectionResult, compa
                                    scene.GenerateUniqueName(f"{volume.GetName()} {change}"))
     markups.fill_fiducials(node, replace(result, detections=detections))
     order = sorted(range(len(rows)), key=lambda n: detections[n].score, reverse=True)  # fill_fiducials' order
-    data = {}
     for index, n in enumerate(order):
         row = rows[n]
         node.SetNthControlPointLabel(index, f"{CHANGE_LABELS[change]}-{index + 1}")
-        data[node.GetNthControlPointID(index)] = {
-            "matched": None if visit == "baseline" or row.baseline_ras is None else list(row.baseline_ras),
-            "distance_mm": row.distance_mm, "baseline_score": row.baseline_score,
-            "baseline_contrast": row.baseline_contrast, "region": row.region}
+        markups.update_point_data(
+            node, index, change=change, region=row.region, distance_mm=row.distance_mm,
+            matched=None if visit == "baseline" or row.baseline_ras is None else list(row.baseline_ras),
+            baseline_score=row.baseline_score, baseline_contrast=row.baseline_contrast)
     node.SetAttribute(CHANGE_ATTRIBUTE, change)
     node.SetAttribute(VISIT_ATTRIBUTE, visit)
-    node.SetAttribute(POINTS_ATTRIBUTE, json.dumps(data))
     node.SetNodeReferenceID(markups.VOLUME_ROLE, volume.GetID())
     node.GetDisplayNode().SetSelectedColor(*CHANGE_COLORS[change])
     if visit == "follow-up" or change == RESOLVED:  # one table row per microbleed
@@ -134,13 +130,11 @@ def change_rows(table) -> list[dict]:
     """One dict per point of every change list (keys :data:`TABLE_COLUMNS`), review status included."""
     rows = []
     for node in change_lists(table):
-        data = json.loads(node.GetAttribute(POINTS_ATTRIBUTE) or "{}")
         for index in range(node.GetNumberOfControlPoints()):
-            info = markups.point_info(node, index)
-            extra = data.get(node.GetNthControlPointID(index), {})
+            info, extra = markups.point_info(node, index), markups.point_data(node, index)
             matched = extra.get("matched") or (None, None, None)
             rows.append({"label": info.label, "visit": node.GetAttribute(VISIT_ATTRIBUTE),
-                         "change": node.GetAttribute(CHANGE_ATTRIBUTE), "R": info.ras[0], "A": info.ras[1],
+                         "change": extra.get("change", node.GetAttribute(CHANGE_ATTRIBUTE)), "R": info.ras[0], "A": info.ras[1],
                          "S": info.ras[2], "score": info.score, "diameter_mm": info.diameter_mm,
                          "region": extra.get("region", info.location), "baseline_R": matched[0],
                          "baseline_A": matched[1], "baseline_S": matched[2], "distance_mm": extra.get("distance_mm"),

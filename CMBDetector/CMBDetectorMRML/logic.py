@@ -31,7 +31,7 @@ from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCal
 from CMBDetectorLib.results import DetectionResult
 from CMBDetectorLib.scanfiles import phase_partner
 
-from . import markups, tables, volumes
+from . import markups, review_sync, tables, volumes
 from .files import atomic_target, atomic_write_text
 from .scene import new_scene
 
@@ -197,10 +197,7 @@ class CMBDetectorLogic:
 
     @staticmethod
     def _ijk(fiducialNode, ras):
-        volume = fiducialNode.GetNodeReference(markups.VOLUME_ROLE)
-        if volume is None:
-            return None
-        return tuple(volumes.world_geometry(volume).ras_to_ijk_points(ras)[0])
+        return review_sync.linked_ijk(fiducialNode, ras)
 
     def setPointStatus(self, fiducialNode, index: int, status: str) -> None:
         """Set a point's review status (pending/accepted/rejected); refreshes the linked table."""

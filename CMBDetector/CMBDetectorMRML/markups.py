@@ -1,17 +1,20 @@
 """Detections as a ``vtkMRMLMarkupsFiducialNode`` with a per-point review status.
 
-Storage (survives .mrk.json and .mrb save + reload): each control point's *description* holds
-compact JSON ``{"cmbdetector": 1, "status", "source", "score", "diameter_mm",
-"candidate_score", "cnn_score", "yolo_score", "paramagnetic_score", "location", "ijk"}``; it is the single source of
-truth. Everything visible is derived from it by :func:`apply_display` and saved too:
+Storage (survives .mrk.json and .mrb save + reload): each control point has a record
+``{"status", "source", "score", "diameter_mm", "candidate_score", "cnn_score", "yolo_score",
+"paramagnetic_score", "location", "ijk"}`` keyed by its control point ID in a measurement of the
+node (:mod:`.point_records`), which the Markups module does not show as an editable field; it
+is the single source of truth (labels and descriptions can be edited freely). Other features
+add fields with :func:`update_point_data`. Everything visible is derived from the records by
+:func:`apply_display` and saved too:
 
 - pending  -> point *selected*   -> drawn in the display node's selected colour (yellow)
 - accepted -> point unselected   -> drawn in the display node's colour (green)
 - rejected -> point hidden (per-point visibility off), still listed in the table/CSV
 
 Every point is *locked* (detector positions are outputs, not meant to be dragged). A point
-without CMBDetector data (e.g. placed with the Markups module) counts as reader-added and
-accepted. Labels are ``CMB-1..n`` in decreasing score and ``Reader-1..`` for reader points.
+without a record (e.g. placed with the Markups module) counts as reader-added and accepted.
+Labels are ``CMB-1..n`` in decreasing score and ``Reader-1..`` for reader points.
 Run metadata (device, threshold, timings, warnings) goes into ``CMBDetector.*`` node attributes,
 which .mrb scenes keep and .mrk.json files do not.
 """
@@ -26,6 +29,8 @@ import vtk
 
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.results import DetectionResult
+
+from . import point_records
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 STATUSES = (PENDING, ACCEPTED, REJECTED)
@@ -88,18 +93,6 @@ def _round(value, digits=4):
     return None if value is None else round(float(value), digits)
 
 
-def _encode(data: dict) -> str:
-    return json.dumps({"cmbdetector": 1, **data}, separators=(",", ":"))
-
-
-def _decode(text: str) -> dict | None:
-    try:
-        data = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) and data.get("cmbdetector") == 1 else None
-
-
 def size_class(diameter_mm: float | None) -> str:
     if diameter_mm is None:
         return SIZE_CLASSES[3]
@@ -130,13 +123,15 @@ def fill_fiducials(node, result: DetectionResult) -> None:
     detections = sorted(result.detections, key=lambda d: d.score, reverse=True)
     was_modifying = node.StartModify()
     node.RemoveAllControlPoints()
+    records = {}
     for n, det in enumerate(detections, start=1):
         index = node.AddControlPointWorld(vtk.vtkVector3d(*(float(v) for v in det.ras)), f"CMB-{n}")
-        node.SetNthControlPointDescription(index, _encode({
+        records[index] = {
             "status": PENDING, "source": DETECTOR, "score": _round(det.score),
             "diameter_mm": _round(det.diameter_mm, 2), "candidate_score": _round(det.candidate_score),
             "cnn_score": _round(det.cnn_score), "yolo_score": _round(det.yolo_score),
-            "paramagnetic_score": _round(det.paramagnetic_score), "location": det.location, "ijk": [_round(v, 3) for v in det.ijk]}))
+            "paramagnetic_score": _round(det.paramagnetic_score), "location": det.location, "ijk": [_round(v, 3) for v in det.ijk]}
+    point_records.update_records(node, records, replace=True)
     node.SetAttribute(ATTRIBUTE_PREFIX + "Device", result.device)
     node.SetAttribute(ATTRIBUTE_PREFIX + "NumberOfCandidates", str(result.n_candidates))
     node.SetAttribute(ATTRIBUTE_PREFIX + "Timings", json.dumps({k: round(v, 3) for k, v in result.timings.items()}))
@@ -149,14 +144,29 @@ def fill_fiducials(node, result: DetectionResult) -> None:
     node.EndModify(was_modifying)
 
 
-def _data(node, index: int) -> dict:
-    return _decode(node.GetNthControlPointDescription(index)) or {"status": ACCEPTED, "source": READER}
+def _with_defaults(record: dict | None) -> dict:
+    return {"status": ACCEPTED, "source": READER, **(record or {})}
+
+
+def point_data(node, index: int) -> dict:
+    """Every stored field of point ``index``; a point without a record is an accepted reader point."""
+    _check_index(node, index)
+    return _with_defaults(point_records.record(node, index))
+
+
+def update_point_data(node, index: int, **fields) -> None:
+    """Store ``fields`` (JSON-able values) in the record of point ``index``, keeping its other fields."""
+    _check_index(node, index)
+    point_records.update_records(node, {index: fields})
 
 
 def point_info(node, index: int) -> PointInfo:
     """Read point ``index`` (world RAS position, stored scores, status, source)."""
     _check_index(node, index)
-    data = _data(node, index)
+    return _point_info(node, index, point_data(node, index))
+
+
+def _point_info(node, index: int, data: dict) -> PointInfo:
     ras = [0.0, 0.0, 0.0]
     node.GetNthControlPointPositionWorld(index, ras)
     ijk = data.get("ijk")
@@ -171,7 +181,11 @@ def point_info(node, index: int) -> PointInfo:
 
 
 def points(node) -> list[PointInfo]:
-    return [point_info(node, i) for i in range(node.GetNumberOfControlPoints())]
+    """Every point, except the preview that follows the mouse while a point is being placed."""
+    preview = node.PositionPreview
+    return [_point_info(node, i, _with_defaults(record))
+            for i, record in enumerate(point_records.records_by_index(node))
+            if node.GetNthControlPointPositionStatus(i) != preview]
 
 
 def get_status(node, index: int) -> str:
@@ -183,30 +197,40 @@ def set_status(node, index: int, status: str) -> None:
     if status not in STATUSES:
         raise CMBDetectorError(f"Unknown review status '{status}'; use one of {', '.join(STATUSES)}.")
     _check_index(node, index)
-    data = _data(node, index)
-    data.pop("cmbdetector", None)
-    data["status"] = status
-    node.SetNthControlPointDescription(index, _encode(data))
+    update_point_data(node, index, status=status)
     _apply_point_display(node, index, status, pending_only=False)
 
 
 def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = None, location: str = "unknown") -> None:
     """Stamp an existing point (e.g. just placed by the user) as reader-added and accepted."""
     _check_index(node, index)
-    readers = sum(1 for p in points(node) if p.source == READER and p.index != index)
-    node.SetNthControlPointLabel(index, f"Reader-{readers + 1}")
-    node.SetNthControlPointDescription(index, _encode({
+    was_modifying = node.StartModify()
+    node.SetNthControlPointLabel(index, f"Reader-{_last_reader_number(node, index) + 1}")
+    point_records.update_records(node, {index: {
         "status": ACCEPTED, "source": READER, "score": None, "diameter_mm": _round(diameter_mm, 2),
         "candidate_score": None, "cnn_score": None, "yolo_score": None, "paramagnetic_score": None,
         "location": location,
-        "ijk": None if ijk is None else [_round(v, 3) for v in ijk]}))
+        "ijk": None if ijk is None else [_round(v, 3) for v in ijk]}}, replace=True)
     _apply_point_display(node, index, ACCEPTED, pending_only=False)
+    node.EndModify(was_modifying)
+
+
+def _last_reader_number(node, skip: int) -> int:
+    """Highest n of the other points labelled ``Reader-n`` (0 if none): labels stay unique after deletions."""
+    numbers = [0]
+    for i in range(node.GetNumberOfControlPoints()):
+        label = node.GetNthControlPointLabel(i)
+        if i != skip and label.startswith("Reader-") and label[len("Reader-"):].isdigit():
+            numbers.append(int(label[len("Reader-"):]))
+    return max(numbers)
 
 
 def add_reader_point(node, ras, ijk=None, diameter_mm: float | None = None, location: str = "unknown") -> int:
     """Add a CMB the detector missed (status accepted, source reader); returns its index."""
+    was_modifying = node.StartModify()  # observers see the point once, already stamped
     index = node.AddControlPointWorld(vtk.vtkVector3d(*(float(v) for v in ras)), "")
     mark_reader_point(node, index, ijk=ijk, diameter_mm=diameter_mm, location=location)
+    node.EndModify(was_modifying)
     return index
 
 

@@ -14,6 +14,10 @@ UI_FILE = MODULE_DIR / "Resources" / "UI" / "CMBDetector.ui"
 MODULE_FILE = MODULE_DIR / "CMBDetector.py"
 ICON_FILE = MODULE_DIR / "Resources" / "Icons" / "CMBDetector.png"
 CUSTOM_CLASSES = ("qMRMLWidget", "qMRMLNodeComboBox", "ctkCollapsibleButton", "ctkSliderWidget")
+# Keys Slicer binds without a modifier (user guide "Mouse & Keyboard Shortcuts": slice views
+# r b f v g t [ ] { } and arrows, 3D views + - Home End PageDown Insert; Markups widget s Delete BackSpace).
+SLICER_SINGLE_KEYS = set("rbfvgt[]{}+-s") | {"Left", "Right", "Up", "Down", "Home", "End", "PgDown", "Ins",
+                                              "Del", "Delete", "Backspace"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +90,27 @@ def test_node_selectors_get_the_scene_and_right_types(ui_root):
     fiducials = combos["outputFiducialSelector"]
     assert fiducials.find("property[@name='noneEnabled']/bool").text == "true"
     assert fiducials.find("property[@name='addEnabled']/bool").text == "true"
+
+
+def review_shortcuts() -> dict[str, str]:
+    """``REVIEW_SHORTCUTS`` of CMBDetector.py (key -> action)."""
+    (value,) = [n.value for n in module_tree().body if isinstance(n, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "REVIEW_SHORTCUTS" for t in n.targets)]
+    return ast.literal_eval(value)
+
+
+def test_review_shortcuts_avoid_slicer_keys_and_are_listed_in_the_panel(ui_root):
+    keys = review_shortcuts()
+    assert sorted(keys.values()) == ["accept", "next point", "previous point", "reject"]
+    clashes = [key for key in keys if key in SLICER_SINGLE_KEYS or key.lower() in SLICER_SINGLE_KEYS]
+    assert clashes == [], f"{clashes} already do something in Slicer's views"
+    texts = {name: w.find("property[@name='text']/string").text for name, w in widgets(ui_root).items()
+             if w.find("property[@name='text']/string") is not None}
+    for key, action in keys.items():
+        assert f"{key} {action}" in texts["shortcutsLabel"]
+    by_action = {action: key for key, action in keys.items()}
+    assert texts["acceptButton"].endswith(f"({by_action['accept']})")
+    assert texts["rejectButton"].endswith(f"({by_action['reject']})")
 
 
 def test_module_metadata_and_icon():
