@@ -213,12 +213,17 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- detection -----------------------------------------------------------------------------
 
-    def onApplyButton(self) -> None:
+    def _detectorConfig(self) -> DetectorConfig:
+        """The detector settings of the panel (Apply and Compare with baseline)."""
         p = self._parameterNode
         preset = p.sensitivity if p.sensitivity in SENSITIVITY_PRESETS else "balanced"
-        config = DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device], sensitivity=preset,
-                                threshold=None if p.sensitivity in SENSITIVITY_PRESETS else p.threshold,
-                                use_yolo=p.useYolo, phase_convention=p.phaseConvention)
+        return DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device], sensitivity=preset,
+                              threshold=None if p.sensitivity in SENSITIVITY_PRESETS else p.threshold,
+                              use_yolo=p.useYolo, phase_convention=p.phaseConvention)
+
+    def onApplyButton(self) -> None:
+        p = self._parameterNode
+        config = self._detectorConfig()
         if not self.logic.ensureDependencies(config.use_yolo):
             self.ui.statusLabel.text = _("Detection needs PyTorch and the packages listed above.")
             return
@@ -418,10 +423,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCompareButton(self) -> None:
         p = self._parameterNode
-        preset = p.sensitivity if p.sensitivity in SENSITIVITY_PRESETS else "balanced"
-        config = DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device], sensitivity=preset,
-                                threshold=None if p.sensitivity in SENSITIVITY_PRESETS else p.threshold,
-                                use_yolo=p.useYolo, phase_convention=p.phaseConvention)
+        config = self._detectorConfig()
         if not self.logic.ensureDependencies(config.use_yolo):
             return
         self._setRunning(True)

@@ -26,7 +26,7 @@ from CMBDetectorLib.followup.pairs import VisitPair, pairs_from_csv, pairs_in_fo
 from CMBDetectorLib.progress import ProgressCallback
 from CMBDetectorLib.scanfiles import phase_partner
 
-from . import followup, volumes
+from . import followup, tables, volumes
 from .__main__ import _Printer
 from .files import atomic_write_text
 from .logic import CMBDetectorLogic
@@ -81,7 +81,7 @@ def compare_batch(pairs: list[VisitPair], output_dir, config: DetectorConfig | N
         except CMBDetectorError as exc:
             log.error("CMBDetector: %s failed: %s", pair.name, exc)
             rows.append(followup.summary_row(pair.baseline.name, pair.followup.name, error=str(exc)))
-        atomic_write_text(output_dir / BATCH_SUMMARY, followup.csv_text(followup.SUMMARY_COLUMNS, rows))
+        atomic_write_text(output_dir / BATCH_SUMMARY, tables.rows_to_csv(rows, followup.SUMMARY_COLUMNS))
     return rows
 
 

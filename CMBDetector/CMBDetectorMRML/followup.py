@@ -9,13 +9,8 @@ the counts and the ARIA-H grade.
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import vtk
 
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
@@ -24,7 +19,7 @@ from CMBDetectorLib.followup.compare import Visit, VisitComparison, compare_visi
 from CMBDetectorLib.progress import CancelCheck, ProgressCallback
 from CMBDetectorLib.results import DetectionResult
 
-from . import markups, volumes
+from . import markups, tables, volumes
 from .files import atomic_write_text
 
 CHANGE_COLORS = {NEW: (1.0, 0.1, 0.1), POSSIBLE_NEW: (1.0, 0.55, 0.0), PERSISTENT: (0.2, 0.5, 1.0),
@@ -145,21 +140,7 @@ def change_rows(table) -> list[dict]:
 
 def update_change_table(table) -> None:
     """Rebuild the change table from its lists (after a review decision too)."""
-    rows = change_rows(table)
-    vtable = vtk.vtkTable()
-    for name in TABLE_COLUMNS:
-        array = vtk.vtkStringArray() if name in TEXT_COLUMNS else vtk.vtkDoubleArray()
-        array.SetName(name)
-        for row in rows:
-            value = row[name]
-            if name in TEXT_COLUMNS:
-                array.InsertNextValue(str(value))
-            else:
-                array.InsertNextValue(math.nan if value is None else float(value))
-        vtable.AddColumn(array)
-    table.SetAndObserveTable(vtable)
-    table.SetUseColumnTitleAsColumnHeader(True)
-    table.SetLocked(True)
+    tables.fill_table(table, change_rows(table), TABLE_COLUMNS, TEXT_COLUMNS)
 
 
 def set_change_status(table, node, index: int, status: str) -> None:
@@ -180,12 +161,6 @@ def reviewed_counts(table) -> dict[str, int]:
     return counts
 
 
-def _format(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def summary_row(baseline: str, followup: str, table=None, dice: float | None = None, error: str = "") -> dict:
     """A summary row: reviewed counts and ARIA-H grade, or the error of a failed pair."""
     if table is None:
@@ -199,20 +174,11 @@ def summary_row(baseline: str, followup: str, table=None, dice: float | None = N
             "registration_dice": dice, "error": ""}
 
 
-def csv_text(columns, rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_format(row[name]) for name in columns])
-    return out.getvalue()
-
-
 def write_outputs(nodes: ComparisonNodes, output_dir, name: str, baseline: str, followup: str) -> tuple[Path, Path]:
     """Write ``<name>_changes.csv`` (one row per microbleed) and ``<name>_summary.csv``."""
     output_dir = Path(output_dir)
     changes, summary = output_dir / f"{name}_changes.csv", output_dir / f"{name}_summary.csv"
-    atomic_write_text(changes, csv_text(TABLE_COLUMNS, change_rows(nodes.tableNode)))
+    atomic_write_text(changes, tables.rows_to_csv(change_rows(nodes.tableNode), TABLE_COLUMNS))
     row = summary_row(baseline, followup, nodes.tableNode, nodes.comparison.change.registration.dice)
-    atomic_write_text(summary, csv_text(SUMMARY_COLUMNS, [row]))
+    atomic_write_text(summary, tables.rows_to_csv([row], SUMMARY_COLUMNS))
     return changes, summary
