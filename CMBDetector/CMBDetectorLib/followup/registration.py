@@ -19,8 +19,8 @@ from ..geometry import Geometry, to_sitk
 from ..preprocessing import brain_mask, canonical_geometry, resample
 
 GRID_MM = 2.0
-# Validation pairs (seeds 250,000+) reach Dice 0.93-0.98, cross-protocol included; a different
-# head or a slab is far below.
+# A synthetic cross-protocol pair (seed 5: 1.8 mm 3 T SWI vs 5 mm 1.5 T GRE) registers with
+# Dice 0.94 and < 1 mm error at its microbleeds; a slab or another object falls far below.
 MIN_DICE = 0.85
 MIN_COVERAGE = 0.85  # fraction of the baseline brain the registered follow-up must cover
 
