@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--choose", action="store_true", help="choose the cut-offs (validation only)")
     parser.add_argument("--cache", type=Path, help="folder keeping each pair's detector output")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--row", choices=("same", "cross", "both"), default="both",
+                        help="run one row only (two processes can share a --cache)")
     args = parser.parse_args()
     if args.choose and not args.validation:
         parser.error("cut-offs are chosen on validation pairs only: add --validation")
@@ -141,6 +143,8 @@ def main() -> None:
     config = DetectorConfig(device=args.device)
     by_row = {}
     for r, row in enumerate(ROWS):
+        if args.row != "both" and row.split()[0] != args.row:
+            continue
         runs = []
         for n in range(args.n):
             seed = first + 1000 * r + n
