@@ -453,10 +453,23 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if sliceWidget is None:
                 continue
             composite = sliceWidget.sliceLogic().GetSliceCompositeNode()
-            composite.SetLinkedControl(False)  # each view shows its own visit; stepping moves both
+            composite.SetLinkedControl(False)  # each view shows its own visit; the link below follows the registration
             composite.SetBackgroundVolumeID(volume.GetID())
             sliceWidget.mrmlSliceNode().SetOrientation("Axial")
             sliceWidget.sliceLogic().FitSliceToAll()
+        red = layoutManager.sliceWidget("Red")
+        if red is not None:  # scrolling the follow-up moves the baseline view to the same anatomy
+            self.removeObserver(red.mrmlSliceNode(), vtk.vtkCommand.ModifiedEvent, self._followSlice)
+            self.addObserver(red.mrmlSliceNode(), vtk.vtkCommand.ModifiedEvent, self._followSlice)
+
+    def _followSlice(self, caller, event) -> None:
+        """Keep the baseline (Yellow) view on the follow-up (Red) view's slice, mapped to baseline."""
+        yellow = slicer.app.layoutManager().sliceWidget("Yellow")
+        if self._comparison is None or yellow is None:
+            return
+        sliceToRAS = caller.GetSliceToRAS()
+        centre = [sliceToRAS.GetElement(row, 3) for row in range(3)]
+        yellow.mrmlSliceNode().JumpSliceByOffsetting(*self._comparison.comparison.change.registration.to_baseline(centre)[0])
 
     def _newPoints(self) -> list:
         """(list node, index) of every new and possible new microbleed of the last comparison."""
