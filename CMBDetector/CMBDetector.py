@@ -391,8 +391,9 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         section.collapsed = True
         form = qt.QFormLayout(section)
         self.baselineSelector, self.baselinePhaseSelector = (slicer.qMRMLNodeComboBox(), slicer.qMRMLNodeComboBox())
-        for selector, tip in ((self.baselineSelector, _("Earlier scan of the same patient; the input volume above is the follow-up.")),
-                              (self.baselinePhaseSelector, _("Optional phase image of the baseline scan (same grid)."))):
+        tips = (_("Earlier scan of the same patient; the input volume above is the follow-up."),
+                _("Optional phase image of the baseline scan (same grid)."))
+        for selector, tip in zip((self.baselineSelector, self.baselinePhaseSelector), tips):
             selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
             selector.showChildNodeTypes = False
             selector.noneEnabled, selector.addEnabled, selector.removeEnabled = True, False, False
@@ -407,7 +408,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         row = qt.QHBoxLayout()
         self.previousChangeButton, self.nextChangeButton = qt.QPushButton(_("Previous new")), qt.QPushButton(_("Next new"))
         self.acceptChangeButton, self.rejectChangeButton = qt.QPushButton(_("Accept")), qt.QPushButton(_("Reject"))
-        for button in (self.previousChangeButton, self.nextChangeButton, self.acceptChangeButton, self.rejectChangeButton):
+        for button in self._changeButtons():
             button.enabled = False
             row.addWidget(button)
         form.addRow(row)
@@ -420,6 +421,9 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.nextChangeButton.connect("clicked(bool)", lambda: self.stepChange(+1))
         self.acceptChangeButton.connect("clicked(bool)", lambda: self.decideChange(markups.ACCEPTED))
         self.rejectChangeButton.connect("clicked(bool)", lambda: self.decideChange(markups.REJECTED))
+
+    def _changeButtons(self) -> tuple:
+        return self.previousChangeButton, self.nextChangeButton, self.acceptChangeButton, self.rejectChangeButton
 
     def onCompareButton(self) -> None:
         p = self._parameterNode
@@ -469,7 +473,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         sliceToRAS = caller.GetSliceToRAS()
         centre = [sliceToRAS.GetElement(row, 3) for row in range(3)]
-        yellow.mrmlSliceNode().JumpSliceByOffsetting(*self._comparison.comparison.change.registration.to_baseline(centre)[0])
+        registration = self._comparison.comparison.change.registration
+        yellow.mrmlSliceNode().JumpSliceByOffsetting(*registration.to_baseline(centre)[0])
 
     def _newPoints(self) -> list:
         """(list node, index) of every new and possible new microbleed of the last comparison."""
@@ -483,7 +488,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Centre the follow-up view on the next new microbleed and the baseline view on the
         place it maps to (the registration), so both show the same anatomy."""
         points = self._newPoints()
-        for button in (self.previousChangeButton, self.nextChangeButton, self.acceptChangeButton, self.rejectChangeButton):
+        for button in self._changeButtons():
             button.enabled = bool(points)
         if not points:
             return

@@ -164,7 +164,8 @@ def main() -> None:
     cutoffs = choose([r for runs in by_row.values() for r in runs]) if args.choose else Cutoffs()
     print(f"cut-offs: {cutoffs}")
     print("| Pairs | N | New microbleeds | Sens. (new) | Sens. (new or possible) | False new / pair | "
-          "False possible / pair | ARIA-H agreement | Wall time / pair (s) | CPU time / pair (s) | Failed registrations |")
+          "False possible / pair | ARIA-H agreement | Wall time / pair (s) | CPU time / pair (s) | "
+          "Failed registrations |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row, runs in by_row.items():
         m = evaluate(runs, cutoffs)

@@ -75,7 +75,8 @@ def compare_batch(pairs: list[VisitPair], output_dir, config: DetectorConfig | N
     rows = []
     for n, pair in enumerate(pairs):
         step = None if progress is None else (
-            lambda stage, f, n=n, pair=pair: progress(f"{pair.name} ({n + 1}/{len(pairs)}): {stage}", (n + f) / len(pairs)))
+            lambda stage, f, n=n, pair=pair: progress(f"{pair.name} ({n + 1}/{len(pairs)}): {stage}",
+                                                      (n + f) / len(pairs)))
         try:
             rows.append(compare_files(pair.baseline, pair.followup, output_dir, config, pair.name, step).summary)
         except CMBDetectorError as exc:

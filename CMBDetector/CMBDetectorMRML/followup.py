@@ -129,7 +129,8 @@ def change_rows(table) -> list[dict]:
             info, extra = markups.point_info(node, index), markups.point_data(node, index)
             matched = extra.get("matched") or (None, None, None)
             rows.append({"label": info.label, "visit": node.GetAttribute(VISIT_ATTRIBUTE),
-                         "change": extra.get("change", node.GetAttribute(CHANGE_ATTRIBUTE)), "R": info.ras[0], "A": info.ras[1],
+                         "change": extra.get("change", node.GetAttribute(CHANGE_ATTRIBUTE)),
+                         "R": info.ras[0], "A": info.ras[1],
                          "S": info.ras[2], "score": info.score, "diameter_mm": info.diameter_mm,
                          "region": extra.get("region", info.location), "baseline_R": matched[0],
                          "baseline_A": matched[1], "baseline_S": matched[2], "distance_mm": extra.get("distance_mm"),

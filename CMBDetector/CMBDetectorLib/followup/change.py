@@ -119,7 +119,8 @@ def compare_detections(baseline: list[Detection], followup: list[Detection], thr
     """Call the change of every microbleed. ``baseline`` and ``followup`` hold each visit's
     detections down to :data:`EVIDENCE_FLOOR`; those reaching the visit's threshold
     (``thresholds``: baseline, follow-up) are the reported microbleeds, the weaker ones evidence.
-    ``baseline_image`` is the baseline magnitude ``[k, j, i]`` array and its geometry. Raises ``CMBDetectorError`` if the registration failed."""
+    ``baseline_image`` is the baseline magnitude ``[k, j, i]`` array and its geometry.
+    Raises ``CMBDetectorError`` if the registration failed."""
     registration.require_ok()
     base = [d for d in baseline if d.score >= thresholds[0]]
     fol = [d for d in followup if d.score >= thresholds[1]]

@@ -12,7 +12,8 @@ from ..results import Detection
 SHELL_MM = (2.0, 6.0)  # background shell, beyond the spot's radius
 
 
-def best_score_near(detections: list[Detection], points_mm: np.ndarray, radii_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def best_score_near(detections: list[Detection], points_mm: np.ndarray,
+                    radii_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each point, the best score of ``detections`` within its radius (0 when none) and
     the index of that detection (-1 when none)."""
     pts = np.reshape(points_mm, (-1, 3))
