@@ -406,7 +406,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        "call every microbleed new, possible new, persistent or resolved.")
         form.addRow(self.compareButton)
         row = qt.QHBoxLayout()
-        self.previousChangeButton, self.nextChangeButton = qt.QPushButton(_("Previous new")), qt.QPushButton(_("Next new"))
+        self.previousChangeButton = qt.QPushButton(_("Previous new"))
+        self.nextChangeButton = qt.QPushButton(_("Next new"))
         self.acceptChangeButton, self.rejectChangeButton = qt.QPushButton(_("Accept")), qt.QPushButton(_("Reject"))
         for button in self._changeButtons():
             button.enabled = False
