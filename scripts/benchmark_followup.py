@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--row", choices=("same", "cross", "both"), default="both",
                         help="run one row only (two processes can share a --cache)")
+    parser.add_argument("--cached-only", action="store_true", help="evaluate the pairs already in --cache, run none")
     args = parser.parse_args()
     if args.choose and not args.validation:
         parser.error("cut-offs are chosen on validation pairs only: add --validation")
@@ -151,6 +152,8 @@ def main() -> None:
             path = None if args.cache is None else args.cache / f"pair_{seed}.pkl"
             if path is not None and path.exists():
                 run = pickle.loads(path.read_bytes())
+            elif args.cached_only:
+                continue
             else:
                 run = run_pair(seed, row, config)
                 if path is not None:
