@@ -4,8 +4,10 @@ Thin Slicer module: widget, parameter node and self-test. All logic lives in
 ``CMBDetectorMRML`` (MRML glue, runs headless) and ``CMBDetectorLib`` (the detector).
 """
 
+import importlib.metadata
 import importlib.util
 import os
+import tempfile
 from typing import Annotated, Optional, Union
 
 import qt
@@ -32,16 +34,15 @@ from slicer.util import VTKObservationMixin
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig, preset_threshold
 from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
 from CMBDetectorLib.progress import DetectionCancelled
+from CMBDetectorMRML import dependencies
 from CMBDetectorMRML import logic as mrmlLogic
-from CMBDetectorMRML import markups, report
+from CMBDetectorMRML import markups, report, sampledata, tables
 from CMBDetectorMRML.review_cursor import ReviewCursor
 from CMBDetectorMRML.review_sync import ReviewSync
 
 DEVICES = {"auto": "auto", "CPU": "cpu", "GPU": "cuda"}
-# Python packages the detector needs that Slicer does not ship (torch comes via PyTorchUtils).
-PIP_REQUIREMENTS = {"scipy": "scipy>=1.11", "ultralytics": "ultralytics==8.4.190"}
-SAMPLE_SCAN = os.path.join(os.path.dirname(__file__), "Resources", "SampleData", "SampleSWI_mag.nii.gz")
-SAMPLE_PHASE = os.path.join(os.path.dirname(__file__), "Resources", "SampleData", "SampleSWI_phase.nii.gz")
+CONTRIBUTORS = "CMBDetector developers (SlicerCMBDetector project)"  # as EXTENSION_CONTRIBUTORS in CMakeLists.txt
+DOCUMENTATION_URL = "https://github.com/cmbdetector/SlicerCMBDetector#using-the-module"
 # Review keys, all left free by Slicer (slice views: r b f v g t [ ] { } arrows; markups: s Delete
 # BackSpace; 3D views: + - Home End PageDown Insert keypad; application: Ctrl+...).
 REVIEW_SHORTCUTS = {"A": "accept", "X": "reject", "N": "next point", "P": "previous point"}
@@ -60,7 +61,7 @@ class CMBDetector(ScriptedLoadableModule):
         self.parent.title = _("CMB Detector")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = []
-        self.parent.contributors = ["CMBDetector contributors"]
+        self.parent.contributors = [CONTRIBUTORS]
         self.parent.helpText = _("""
 Detects cerebral microbleeds (CMBs) on SWI or T2*-GRE magnitude MRI and helps review them:
 candidate search, a 3D CNN and optional YOLO rescoring (fused into one probability) produce
@@ -68,10 +69,22 @@ scored points, which you accept or reject one by one (keys A accept, X reject, N
 previous point; listed in the Review section). Missed microbleeds can be placed by hand, also
 with the Markups module: the review table follows every point added, moved or deleted there.
 Accepted + reader-placed points make the final count. Research use only, not a medical device.
-""")
+Try it on the synthetic scan under Sample Data > CMB Detector.
+See the <a href="{url}">module documentation</a>. License: AGPL-3.0.
+""").format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _("""
 Built on 3D Slicer, PyTorch and Ultralytics YOLO (AGPL-3.0). Trained on synthetic data only.
 """)
+
+        # Sample Data lists the bundled scan once the application has started
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Add the bundled synthetic SWI scan (magnitude + phase) to the Sample Data module."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(**sampledata.sample_data_source())
 
 
 #
@@ -544,38 +557,54 @@ class CMBDetectorLogic(ScriptedLoadableModuleLogic, mrmlLogic.CMBDetectorLogic):
 
     @staticmethod
     def missingPackages(useYolo: bool = True) -> list:
-        names = ["torch", "scipy"] + (["ultralytics"] if useYolo else [])
-        return [name for name in names if importlib.util.find_spec(name) is None]
+        """What the first Apply would install (empty when detection can run)."""
+        return dependencies.install_plan(useYolo).describe()
 
     def ensureDependencies(self, useYolo: bool = True) -> bool:
-        """Ask once, then install missing packages (torch through the PyTorch extension when present)."""
-        missing = self.missingPackages(useYolo)
-        if not missing:
+        """Ask once, then install only what is missing without touching what Slicer bundles
+        (plan, commands and checks: ``CMBDetectorMRML.dependencies``)."""
+        plan = dependencies.install_plan(useYolo)
+        if plan.empty:
             return True
+        if (plan.torch or plan.torchvision) and importlib.util.find_spec("PyTorchUtils") is None:
+            slicer.util.errorDisplay(_("CMB Detector needs PyTorch. {hint}").format(
+                hint=dependencies.PYTORCH_EXTENSION_HINT))
+            return False
         if not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
-                _("CMB Detector needs these Python packages: {names}. Install them now? "
-                  "This downloads several hundred MB and can take a few minutes.").format(names=", ".join(missing)),
+                _("CMB Detector needs these Python packages: {names}. Install them now? This downloads "
+                  "several hundred MB and can take a few minutes. Packages that Slicer bundles (numpy, SciPy, "
+                  "SimpleITK, Pillow...) are left as they are. The YOLO rescoring stage uses Ultralytics YOLO, "
+                  "which is AGPL-3.0 software.").format(names=", ".join(plan.describe())),
                 windowTitle=_("Install dependencies")):
             return False
+        installed = False  # tryWithErrorDisplay shows an error and goes on
         with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
-            if "torch" in missing:
-                self._installTorch()
-            pipPackages = [PIP_REQUIREMENTS[name] for name in missing if name in PIP_REQUIREMENTS]
-            if pipPackages:
-                slicer.util.pip_install(pipPackages)
+            if plan.torch or plan.torchvision:
+                self._installTorch(plan)
+            before = dependencies.installed_distributions()
+            with tempfile.TemporaryDirectory() as folder:
+                constraints = os.path.join(folder, "constraints.txt")
+                with open(constraints, "w") as f:
+                    f.write(dependencies.constraints_text(before))
+                for args in plan.pip_commands(constraints):
+                    slicer.util.pip_install(args)
+            dependencies.verify_install(plan, before)
+            installed = True
         importlib.invalidate_caches()
-        return not self.missingPackages(useYolo)
+        return installed and dependencies.install_plan(useYolo).empty
 
     @staticmethod
-    def _installTorch() -> None:
-        if importlib.util.find_spec("PyTorchUtils") is not None:
-            import PyTorchUtils
+    def _installTorch(plan) -> None:
+        """torch through the PyTorch extension (it picks the CUDA build); torchvision alone is
+        pinned to the installed torch so that an existing CUDA torch stays."""
+        import PyTorchUtils
 
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled():
-                torchLogic.installTorch(askConfirmation=False)
+        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+        if plan.torch:
+            torchLogic.installTorch(askConfirmation=False)
         else:
-            slicer.util.pip_install(["torch", "torchvision"])
+            torchVersion = importlib.metadata.version("torch").split("+")[0]
+            torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=f"=={torchVersion}")
 
 
 #
@@ -584,55 +613,125 @@ class CMBDetectorLogic(ScriptedLoadableModuleLogic, mrmlLogic.CMBDetectorLogic):
 
 
 class CMBDetectorTest(ScriptedLoadableModuleTest):
-    """Sample scan -> apply -> accept/reject -> counts -> export (needs the bundled sample)."""
+    """The Sample Data scan, review and export on points at its true microbleeds (always, no
+    torch needed), then detection with and without phase (when torch and ultralytics import)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_CMBDetector_review_flow()
+        self.test_CMBDetector_sample_data()
+        self.setUp()
+        self.test_CMBDetector_review_without_detector()
+        self.setUp()
+        self.test_CMBDetector_detection()
 
-    def test_CMBDetector_review_flow(self):
+    @staticmethod
+    def _loadSample():
+        """Magnitude and phase nodes of the bundled scan, loaded through Sample Data."""
+        import SampleData
+
+        registerSampleData()  # done at startup too; registering again is a no-op
+        return SampleData.SampleDataLogic().downloadSamples(sampledata.SAMPLE_NAME)
+
+    def test_CMBDetector_sample_data(self):
+        self.delayDisplay("Loading the sample scan from Sample Data")
+        magnitude, phase = self._loadSample()
+        self.assertEqual([magnitude.GetName(), phase.GetName()], [n for n, _sha in sampledata.FILES.values()])
+        self.assertEqual(magnitude.GetImageData().GetDimensions(), phase.GetImageData().GetDimensions())
+
+    @staticmethod
+    def _truthPoints(volume):
+        """Pending points and their table at the sample's true microbleeds, as a run would write them."""
+        import csv
+
+        import numpy as np
+
+        from CMBDetectorLib.results import Detection, DetectionResult
+        from CMBDetectorMRML import volumes
+
+        with open(sampledata.SAMPLE_DIR / "SampleSWI_objects.csv", newline="") as f:
+            rows = [row for row in csv.DictReader(f) if row["kind"] == "cmb"]
+        geometry = volumes.world_geometry(volume)
+        ras = np.array([[float(row[axis]) for axis in "RAS"] for row in rows])
+        ijk = geometry.ras_to_ijk_points(ras)
+        result = DetectionResult(geometry=geometry, detections=[
+            Detection(ras=tuple(ras[n]), ijk=tuple(ijk[n]), diameter_mm=float(row["diameter_mm"]),
+                      candidate_score=1.0, cnn_score=1.0, yolo_score=None, score=1.0, location=row["location"])
+            for n, row in enumerate(rows)])
+        fiducials = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "True CMBs")
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "True CMBs table")
+        markups.fill_fiducials(fiducials, result)
+        fiducials.SetNodeReferenceID(markups.VOLUME_ROLE, volume.GetID())
+        fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
+        tables.update_table(table, fiducials)
+        return fiducials, table
+
+    def test_CMBDetector_review_without_detector(self):
+        magnitude, _phase = self._loadSample()
+        fiducials, table = self._truthPoints(magnitude)
+        self.assertGreater(fiducials.GetNumberOfControlPoints(), 2)
+        self._reviewAndExport(CMBDetectorLogic(), fiducials, table)
+
+    def _reviewAndExport(self, logic, fiducials, table):
+        """Accept, reject, add a reader point, filter, count, export CSV and .mrk.json, reload."""
+        self.delayDisplay("Reviewing")
+        n = fiducials.GetNumberOfControlPoints()
+        logic.setPointStatus(fiducials, 0, markups.ACCEPTED)
+        logic.setPointStatus(fiducials, 1, markups.REJECTED)
+        reader = logic.addReaderPoint(fiducials, markups.point_info(fiducials, 0).ras)
+        counts = logic.countsByStatus(fiducials)
+        self.assertEqual((counts.accepted, counts.rejected, counts.reader_added), (1, 1, 1))
+        self.assertEqual((counts.final, counts.pending), (2, n - 2))
+        self.assertEqual(table.GetNumberOfRows(), n + 1)
+
+        logic.applyDisplay(fiducials, pendingOnly=True)
+        visible = [bool(fiducials.GetNthControlPointVisibility(i)) for i in range(n + 1)]
+        self.assertEqual(visible, [False, False] + [True] * (n - 2) + [False])
+        logic.applyDisplay(fiducials, pendingOnly=False)
+        self.assertTrue(fiducials.GetNthControlPointVisibility(reader))
+        self.assertFalse(fiducials.GetNthControlPointVisibility(1))
+
+        folder = slicer.app.temporaryPath
+        csvPath = os.path.join(folder, "CMBDetectorSelfTest.csv")
+        self.assertEqual(logic.exportCSV(table, csvPath), n + 1)
+        with open(csvPath) as f:
+            self.assertEqual(sum(1 for _line in f), n + 2)
+        markupsPath = os.path.join(folder, "CMBDetectorSelfTest.mrk.json")
+        logic.saveMarkups(fiducials, markupsPath)
+        reloaded = slicer.util.loadMarkups(markupsPath)
+        self.assertEqual([p.status for p in markups.points(reloaded)], [p.status for p in markups.points(fiducials)])
+
+        self.delayDisplay("Deleting a point outside the module updates table and counts")
+        sync = ReviewSync(fiducials)
+        fiducials.RemoveNthControlPoint(1)  # the rejected one
+        self.assertEqual(table.GetNumberOfRows(), n)
+        self.assertEqual(logic.countsByStatus(fiducials).rejected, 0)
+        sync.stop()
+
+    def test_CMBDetector_detection(self):
         logic = CMBDetectorLogic()
-        if logic.missingPackages():
-            self.skipTest(f"missing Python packages: {logic.missingPackages()}")
-        self.delayDisplay("Loading sample scan")
-        volume = slicer.util.loadVolume(SAMPLE_SCAN)
+        missing = logic.missingPackages()
+        if missing:
+            self.delayDisplay(f"Detection not tested: missing Python packages {missing}")
+            return
+        magnitude, phase = self._loadSample()
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
 
         self.delayDisplay("Detecting")
-        out = logic.process(volume)
+        out = logic.process(magnitude)
         self.assertGreater(out.result.count, 1)
         self.assertEqual(out.fiducialNode.GetNumberOfControlPoints(), out.result.count)
         self.assertEqual(out.tableNode.GetNumberOfRows(), out.result.count)
+        self._reviewAndExport(logic, out.fiducialNode, out.tableNode)
 
-        logic.setPointStatus(out.fiducialNode, 0, markups.ACCEPTED)
-        logic.setPointStatus(out.fiducialNode, 1, markups.REJECTED)
-        logic.addReaderPoint(out.fiducialNode, markups.point_info(out.fiducialNode, 0).ras)
-        counts = logic.countsByStatus(out.fiducialNode)
-        self.assertEqual((counts.accepted, counts.rejected, counts.reader_added), (1, 1, 1))
-        self.assertEqual(counts.final, 2)
-        self.assertEqual(counts.pending, out.result.count - 2)
-
-        path = os.path.join(slicer.app.temporaryPath, "CMBDetectorSelfTest.csv")
-        self.assertEqual(logic.exportCSV(out.tableNode, path), out.result.count + 1)
-        with open(path) as f:
-            self.assertEqual(sum(1 for _line in f), out.result.count + 2)
-
-        self.delayDisplay("Deleting a point outside the module updates table and counts")
-        sync = ReviewSync(out.fiducialNode)
-        out.fiducialNode.RemoveNthControlPoint(1)  # the rejected one
-        self.assertEqual(out.tableNode.GetNumberOfRows(), out.result.count)
-        self.assertEqual(logic.countsByStatus(out.fiducialNode).rejected, 0)
-        sync.stop()
-
-        rerun = logic.process(volume, outputFiducialNode=out.fiducialNode, outputTableNode=out.tableNode)
+        rerun = logic.process(magnitude, outputFiducialNode=out.fiducialNode, outputTableNode=out.tableNode)
         self.assertIsNot(rerun.fiducialNode, out.fiducialNode)
         self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
 
         self.delayDisplay("Detecting with the phase image")
-        withPhase = logic.process(volume, phaseNode=slicer.util.loadVolume(SAMPLE_PHASE))
+        withPhase = logic.process(magnitude, phaseNode=phase)
         self.assertTrue(withPhase.result.used_phase and withPhase.result.has_microbleeds)
         self.assertTrue(all(d.paramagnetic_score is not None for d in withPhase.result.detections))
         self.delayDisplay("Test passed")

@@ -98,6 +98,10 @@ def read_image(path) -> tuple[np.ndarray, Geometry]:
         raise CMBDetectorError(
             f"'{path}' has {image.GetNumberOfComponentsPerPixel()} components per voxel (RGB/vector); "
             "give a single-channel magnitude image.")
+    if image.GetDimension() != 3:
+        raise CMBDetectorError(
+            f"'{path}' is a {image.GetDimension()}D image; give a 3D volume (a 2D file is one slice: export "
+            "the whole series; a 4D multi-echo file: run the CLI with --echo N, 0 = first echo).")
     return from_sitk(image)
 
 

@@ -1,30 +1,49 @@
 """How a scan's files sit side by side on disk: ``X_mag.nii.gz`` (or ``X.nii.gz``) with its
-phase image ``X_phase.nii.gz``, as written by the synthetic engine and most SWI exports."""
+phase image ``X_phase.nii.gz``, as written by the synthetic engine and most SWI exports, or a
+BIDS pair ``sub-01_part-mag_T2starw.nii.gz`` + ``sub-01_part-phase_T2starw.nii.gz``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 PHASE_TAG = "_phase"
+BIDS_MAGNITUDE, BIDS_PHASE = "part-mag", "part-phase"
+
+
+def _entities(path) -> list[str]:
+    """The name without ``.nii[.gz]``, split at ``_`` (BIDS entities and suffix)."""
+    return Path(path).name.split(".nii")[0].split("_")
+
+
+def is_bids_magnitude(path) -> bool:
+    return BIDS_MAGNITUDE in _entities(path)
 
 
 def scan_base(path) -> str:
-    """The scan's name without ``.nii[.gz]`` and without a trailing ``_mag``."""
-    stem = Path(path).name.split(".nii")[0]
+    """The scan's name without ``.nii[.gz]`` and without a trailing ``_mag`` (or BIDS ``part-mag``)."""
+    entities = [e for e in _entities(path) if e != BIDS_MAGNITUDE]
+    stem = "_".join(entities)
     return stem[:-4] if stem.endswith("_mag") else stem
 
 
 def is_phase_file(path) -> bool:
-    return Path(path).name.split(".nii")[0].endswith(PHASE_TAG)
+    entities = _entities(path)
+    return "_".join(entities).endswith(PHASE_TAG) or BIDS_PHASE in entities
 
 
 def phase_partner(path) -> Path | None:
-    """The phase image beside magnitude image ``path`` (``X_phase.nii[.gz]``), or None."""
+    """The phase image beside magnitude image ``path`` (``X_phase.nii[.gz]``, or the BIDS
+    ``part-phase`` file of a ``part-mag`` one), or None."""
     path = Path(path)
     if is_phase_file(path):
         return None
+    entities = _entities(path)
+    if BIDS_MAGNITUDE in entities:
+        stem = "_".join(BIDS_PHASE if e == BIDS_MAGNITUDE else e for e in entities)
+    else:
+        stem = f"{scan_base(path)}{PHASE_TAG}"
     for suffix in (".nii.gz", ".nii"):
-        candidate = path.with_name(f"{scan_base(path)}{PHASE_TAG}{suffix}")
+        candidate = path.with_name(f"{stem}{suffix}")
         if candidate.is_file():
             return candidate
     return None

@@ -74,6 +74,13 @@ def prepare_input(array, geometry: Geometry, mask=None, echo: int | None = None,
     return PreparedInput(data, geometry, checked_mask, warnings, checked_phase)
 
 
+def select_echo(array, echo: int | None) -> tuple[np.ndarray, list[str]]:
+    """float32 ``[k, j, i]`` of one echo (0-based) of a ``[k, j, i, echo]`` volume, or all echoes
+    combined by root-sum-of-squares when ``echo`` is None; plus the warnings that caused."""
+    warnings: list[str] = []
+    return _to_float32(np.asarray(array), echo, warnings), warnings
+
+
 def is_phase_like(array) -> bool:
     """True when intensities look like a phase map: about half of the non-zero voxels negative,
     the range symmetric around 0 and bounded by ±π (radians) or ±4096 (scanner units)."""

@@ -29,6 +29,7 @@ class YoloRescorer:
 
     def __init__(self, models_dir: Path, device: str = "cpu"):
         os.environ.setdefault("YOLO_OFFLINE", "1")
+        os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # ultralytics must never pip-install into Slicer
         path = Path(models_dir) / YOLO_WEIGHTS
         if not path.is_file():
             raise CMBDetectorError(f"Model weights not found at '{path}': {RETRAIN_HINT}.")

@@ -1,25 +1,33 @@
 """Headless batch CLI (slicer-core, no Slicer application needed).
 
     PYTHONPATH=CMBDetector python -m CMBDetectorMRML INPUT OUTPUT_DIR [--sensitivity S | --threshold T] [--no-yolo] [--device D]
-        [--phase PHASE] [--phase-convention right-handed|left-handed]
+        [--phase PHASE] [--phase-convention right-handed|left-handed] [--echo N] [--overwrite]
 
-INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd); a phase image named
-``X_phase.nii.gz`` beside ``X_mag.nii.gz`` (or ``X.nii.gz``) is used with it. Writes
-``<scan>.mrk.json`` (open in Slicer) and ``<scan>.csv`` per scan, plus ``summary.csv`` for a
-folder. Exit status: 0 all scans ok, 1 some failed, 2 bad arguments/input, 130 cancelled.
+INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd, DICOM series; subfolders
+too, so a BIDS dataset or a DICOM export works as it is); a phase image named ``X_phase.nii.gz``
+beside ``X_mag.nii.gz`` (or ``X.nii.gz``), the BIDS ``part-phase`` file beside a ``part-mag`` one,
+or the phase series of a DICOM magnitude series is used with it. Writes ``<scan>.mrk.json`` (open
+in Slicer) and ``<scan>.csv`` per scan (``<scan>.warnings.txt`` when the run warned), plus
+``summary.csv`` for a folder. A reviewed ``<scan>.mrk.json`` is kept (new results go to
+``<scan>-run2``) unless ``--overwrite``. Exit status: 0 all scans ok, 1 some failed, 2 bad
+arguments/input/output folder, 130 cancelled (Ctrl-C), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.phase import CONVENTIONS
 
-from .logic import CMBDetectorLogic
+from .logic import NOT_RUN, OK, SKIPPED, CMBDetectorLogic
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,7 +43,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--phase", type=Path, help="phase image of a single INPUT scan (default: X_phase beside it)")
     parser.add_argument("--phase-convention", choices=CONVENTIONS, default=CONVENTIONS[0],
                         help="right-handed: paramagnetic tissue (veins, bleeds) has negative phase (default)")
+    parser.add_argument("--echo", type=int, help="echo of a multi-echo scan to use, 0 = first (default: combine "
+                        "all echoes; a multi-echo phase needs one echo)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace <scan>.mrk.json even when it holds a review (default: write <scan>-run2)")
     args = parser.parse_args(argv)
+    if args.echo is not None and args.echo < 0:
+        parser.error("--echo counts from 0 (first echo)")
     if args.phase is not None and args.input.is_dir():
         parser.error("--phase names the phase of one scan; for a folder, store X_phase.nii.gz beside each X_mag.nii.gz")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -55,29 +69,69 @@ class _Printer:
             print(f"[{100 * fraction:3.0f}%] {stage}", flush=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a batch stops the same way (finished scans kept)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _report_batch(batch) -> int:
+    ok, failed = batch.with_status(OK), batch.failed
+    print(f"{len(ok)} scan(s) ok, {len(failed)} failed, {len(batch.with_status(SKIPPED))} skipped; "
+          f"summary: {batch.summary_path}")
+    for outcome in ok:
+        for warning in outcome.warnings:
+            print(f"  WARNING {outcome.file}: {warning}", file=sys.stderr)
+    for outcome in batch.with_status(SKIPPED):
+        print(f"  SKIPPED {outcome.file}: {outcome.error}", file=sys.stderr)
+    for outcome in failed:
+        print(f"  FAILED {outcome.file}: {outcome.error}", file=sys.stderr)
+    if batch.summary_error:
+        print(f"  {batch.summary_error}", file=sys.stderr)
+    return 1 if failed or batch.summary_error else 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = DetectorConfig(modality=args.modality, device=args.device, sensitivity=args.sensitivity,
-                            threshold=args.threshold, use_yolo=not args.no_yolo, phase_convention=args.phase_convention)
+                            threshold=args.threshold, use_yolo=not args.no_yolo, phase_convention=args.phase_convention,
+                            echo=args.echo)
     logic = CMBDetectorLogic()
-    try:
-        if args.input.is_dir():
-            batch = logic.processDirectory(args.input, args.output_dir, config, progress=_Printer())
-            ok = len(batch.outcomes) - len(batch.failed)
-            print(f"{ok} scan(s) ok, {len(batch.failed)} failed; summary: {batch.summary_path}")
-            for outcome in batch.failed:
-                print(f"  FAILED {outcome.file}: {outcome.error}", file=sys.stderr)
-            return 1 if batch.failed else 0
-        out = logic.processFile(args.input, args.output_dir, config, progress=_Printer(), phasePath=args.phase)
-    except KeyboardInterrupt:
-        print("Cancelled; finished scans were kept.", file=sys.stderr)
-        return 130
-    except CMBDetectorError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 2
+    with _sigterm_as_interrupt():
+        try:
+            if args.input.is_dir():
+                return _report_batch(logic.processDirectory(args.input, args.output_dir, config, progress=_Printer(),
+                                                            overwrite=args.overwrite))
+            out = logic.processFile(args.input, args.output_dir, config, progress=_Printer(), phasePath=args.phase,
+                                    overwrite=args.overwrite)
+        except KeyboardInterrupt as exc:
+            how = "by SIGTERM" if isinstance(exc, Terminated) else "(Ctrl-C)"
+            rest = (f"; {args.output_dir / 'summary.csv'} marks the rest '{NOT_RUN}'"
+                    if args.input.is_dir() else "")
+            print(f"Stopped {how}; finished scans were kept{rest}.", file=sys.stderr)
+            return 143 if isinstance(exc, Terminated) else 130
+        except CMBDetectorError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return 2
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in out.timings.items())
     phase = f"; phase: {out.phase_path.name}" if out.phase_path is not None else ""
     print(f"{out.n_detections} CMB(s) -> {out.markups_path}, {out.csv_path} ({timings}{phase})")
+    for warning in out.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,9 @@ Usable without the widget and headless (slicer-core)::
     logic.exportCSV(out.fiducialNode, "cmbs.csv")
     logic.processDirectory("scans/", "results/")   # writes <scan>.mrk.json, <scan>.csv, summary.csv
 
+``processDirectory`` takes image files, BIDS folders (``part-mag``/``part-phase`` pairs) and DICOM
+series (magnitude paired with phase), in the folder and its subfolders.
+
 A phase image (``phaseNode``; for files ``X_phase.nii.gz`` beside ``X_mag.nii.gz``) lets the
 detector tell paramagnetic microbleeds from diamagnetic calcifications.
 """
@@ -20,7 +23,7 @@ import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import slicer
@@ -29,16 +32,17 @@ from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
-from CMBDetectorLib.scanfiles import phase_partner
 
-from . import markups, review_sync, tables, volumes
-from .files import atomic_target, atomic_write_text
+from . import markups, outputs, review_sync, runwarnings, scans, tables, volumes
+from .files import atomic_target, atomic_write_text, check_output_dir
+from .scans import image_files  # noqa: F401  (public name kept for callers)
 from .scene import new_scene
 
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.csv"
-SUMMARY_COLUMNS = ("file", "status", "n_detections", "error")
+SUMMARY_COLUMNS = ("file", "status", "n_detections", "error", "warnings")
+OK, FAILED, SKIPPED, NOT_RUN = "ok", "failed", "skipped", "not run"
 
 
 @dataclass
@@ -59,6 +63,7 @@ class FileOutputs:
     n_detections: int
     timings: dict[str, float]
     phase_path: Path | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,10 @@ class ScanOutcome:
     """One row of ``summary.csv``."""
 
     file: str
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed", "skipped" (not a scan CMBDetector can read) or "not run" (batch stopped)
     n_detections: int | None = None
     error: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -78,10 +84,14 @@ class BatchResult:
     outcomes: list[ScanOutcome] = field(default_factory=list)
     cancelled: bool = False
     summary_path: Path | None = None
+    summary_error: str = ""  # why summary.csv could not be written, if so
 
     @property
     def failed(self) -> list[ScanOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+        return [o for o in self.outcomes if o.status == FAILED]
+
+    def with_status(self, status: str) -> list[ScanOutcome]:
+        return [o for o in self.outcomes if o.status == status]
 
 
 def _node_ids(scene) -> set[str]:
@@ -105,16 +115,6 @@ def _scaled(progress: ProgressCallback | None, start: float, span: float) -> Pro
     if progress is None:
         return None
     return lambda stage, fraction: progress(stage, start + span * fraction)
-
-
-def image_files(directory) -> list[Path]:
-    """Scans in ``directory`` (not recursive): .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd; a phase
-    image that belongs to another scan of the folder is not a scan of its own."""
-    files = sorted(p for p in Path(directory).iterdir()
-                   if p.is_file() and not p.name.startswith(".")
-                   and p.name.lower().endswith(volumes.IMAGE_SUFFIXES))
-    partners = {phase_partner(p) for p in files} - {None}
-    return [p for p in files if p not in partners]
 
 
 class CMBDetectorLogic:
@@ -153,6 +153,7 @@ class CMBDetectorLogic:
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
                                                   replace, result)
             markups.fill_fiducials(fiducials, result)
+            runwarnings.store(fiducials, result.warnings)
             fiducials.SetNodeReferenceID(markups.VOLUME_ROLE, inputVolumeNode.GetID())
             fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
             tables.update_table(table, fiducials)
@@ -246,60 +247,114 @@ class CMBDetectorLogic:
 
     def processFile(self, path, outputDir, config: DetectorConfig | None = None,
                     progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
-                    name: str | None = None, phasePath=None) -> FileOutputs:
-        """Detect CMBs in an image file; write ``<name>.mrk.json`` and ``<name>.csv`` to ``outputDir``.
+                    name: str | None = None, phasePath=None, overwrite: bool = False) -> FileOutputs:
+        """Detect CMBs in an image file; write ``<name>.mrk.json`` and ``<name>.csv`` to ``outputDir``
+        (and ``<name>.warnings.txt`` when the run warned).
 
-        ``phasePath`` None uses the phase image stored beside the scan (``X_phase.nii.gz``) if any.
+        ``phasePath`` None uses the phase image stored beside the scan (``X_phase.nii.gz`` or the
+        BIDS ``part-phase`` file) if any. ``config.echo`` picks one echo of a multi-echo file. A
+        reviewed ``<name>.mrk.json`` in ``outputDir`` is kept and the results go to ``<name>-run2``
+        (see :mod:`.outputs`) unless ``overwrite``. The output folder is checked before any work.
         """
+        if Path(path).is_dir():
+            raise CMBDetectorError(f"'{path}' is a folder: run processDirectory on it (the CLI does so for a folder).")
+        if not Path(path).is_file():
+            raise CMBDetectorError(f"Scan file '{path}' not found.")
+        output_dir = check_output_dir(outputDir)
+        scan = scans.file_scan(path, phasePath, name)
+        return self._processScan(scan, output_dir, config, progress, cancel, overwrite)
+
+    def _processScan(self, scan: scans.Scan, output_dir: Path, config: DetectorConfig | None,
+                     progress: ProgressCallback | None, cancel: CancelCheck | None, overwrite: bool) -> FileOutputs:
+        config = config or DetectorConfig()
         headless = new_scene()
-        volume = volumes.load_volume(headless.scene, path)
-        phasePath = phase_partner(path) if phasePath is None else Path(phasePath)
-        phase = None if phasePath is None else volumes.load_volume(headless.scene, phasePath)
-        out = self.process(volume, config, progress=progress, cancel=cancel, phaseNode=phase)
-        name = name or volumes.scan_name(path)
-        output_dir = Path(outputDir)
+        volume, phase, read_warnings = scans.load(headless.scene, scan, config.echo)
+        out = self.process(volume, replace(config, echo=None), progress=progress, cancel=cancel, phaseNode=phase)
+        name, renamed = outputs.free_name(output_dir, scan.name, overwrite)
+        warnings = read_warnings + out.result.warnings + ([renamed] if renamed else [])
+        out.result.warnings[:] = warnings
+        runwarnings.store(out.fiducialNode, warnings)
         markups_path, csv_path = output_dir / f"{name}.mrk.json", output_dir / f"{name}.csv"
-        self.exportCSV(out.fiducialNode, csv_path)
-        self.saveMarkups(out.fiducialNode, markups_path)
-        return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings), phasePath)
+        try:
+            self.exportCSV(out.fiducialNode, csv_path)
+            self.saveMarkups(out.fiducialNode, markups_path)
+            outputs.write_warnings(output_dir, name, warnings)
+        except OSError as exc:
+            raise CMBDetectorError(
+                f"Cannot write the results of '{scan.label}' to '{output_dir}' ({exc.strerror or exc}); "
+                "check the folder's permissions and free space.") from exc
+        return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings), scan.phase_path,
+                           tuple(warnings))
 
     def processDirectory(self, inputDir, outputDir, config: DetectorConfig | None = None,
-                         progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> BatchResult:
-        """Run :meth:`processFile` on every scan of ``inputDir``; a failing scan is logged and skipped.
+                         progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
+                         overwrite: bool = False) -> BatchResult:
+        """Run every scan under ``inputDir`` (image files, BIDS pairs, DICOM series; see
+        :func:`.scans.find_scans`); a failing scan is logged and skipped.
 
-        ``summary.csv`` (file, status, n_detections, error) is rewritten atomically after each
-        scan. Cancelling stops the batch; finished scans keep their outputs and summary rows.
+        The output folder is checked before any work. ``summary.csv`` (file, status, n_detections,
+        error, warnings) is rewritten atomically after each scan and lists skipped files (e.g.
+        .mgz) with the reason. Cancelling (or Ctrl-C / SIGTERM, re-raised afterwards) stops the
+        batch: finished scans keep their outputs and the summary marks the rest "not run".
         """
-        files = image_files(inputDir)
-        if not files:
-            raise CMBDetectorError(f"No .nii, .nii.gz, .nrrd, .mha or .mhd files in '{inputDir}'.")
-        output_dir = Path(outputDir)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir = check_output_dir(outputDir)
+        found, skipped = scans.find_scans(inputDir, exclude=[output_dir])
         batch = BatchResult(summary_path=output_dir / SUMMARY_NAME)
+        batch.outcomes += [ScanOutcome(s.label, SKIPPED, None, s.reason) for s in skipped]
+        if not found:
+            self._write_summary(batch)
+            reasons = "".join(f"; {s.label}: {s.reason}" for s in skipped)
+            raise CMBDetectorError(
+                f"No .nii, .nii.gz, .nrrd, .mha, .mhd files or DICOM series in '{inputDir}' "
+                f"or its subfolders{reasons}.")
+        try:
+            self._runScans(found, output_dir, batch, config, progress, cancel, overwrite)
+        except KeyboardInterrupt:
+            self._stop(batch, found[len(batch.outcomes) - len(skipped):])
+            raise
+        if batch.cancelled:
+            self._stop(batch, found[len(batch.outcomes) - len(skipped):])
+        return batch
+
+    def _runScans(self, found: list, output_dir: Path, batch: BatchResult, config, progress, cancel,
+                  overwrite: bool) -> None:
+        """Run the scans in order, adding one outcome per finished scan; stops when cancelled."""
         used: set[str] = set()
-        for n, path in enumerate(files):
+        for n, scan in enumerate(found):
             if cancel is not None and cancel():
                 batch.cancelled = True
-                break
-            name = volumes.scan_name(path)
-            name = path.name.replace(".", "_") if name in used else name
+                return
+            name = scan.name if scan.name not in used else f"{scan.name}-{n + 1}"
             used.add(name)
+            scan = replace(scan, name=name)
             scan_progress = None if progress is None else (
-                lambda stage, f, n=n, path=path: progress(f"{path.name} ({n + 1}/{len(files)}): {stage}",
-                                                          (n + f) / len(files)))
+                lambda stage, f, n=n, label=scan.label: progress(f"{label} ({n + 1}/{len(found)}): {stage}",
+                                                                 (n + f) / len(found)))
             try:
-                out = self.processFile(path, output_dir, config, scan_progress, cancel, name=name)
+                out = self._processScan(scan, output_dir, config, scan_progress, cancel, overwrite)
             except DetectionCancelled:
                 batch.cancelled = True
-                break
+                return
             except Exception as exc:  # one bad scan must never stop the batch
                 message = str(exc) or type(exc).__name__
-                log.error("CMBDetector: %s failed: %s", path.name, message)
-                batch.outcomes.append(ScanOutcome(path.name, "failed", None, message))
+                earlier = outputs.earlier_outputs(output_dir, name)
+                if earlier:
+                    message += f" (files from an earlier run remain: {', '.join(earlier)})"
+                log.error("CMBDetector: %s failed: %s", scan.label, message)
+                batch.outcomes.append(ScanOutcome(scan.label, FAILED, None, message))
             else:
-                batch.outcomes.append(ScanOutcome(path.name, "ok", out.n_detections))
+                batch.outcomes.append(ScanOutcome(scan.label, OK, out.n_detections, warnings=out.warnings))
             self._write_summary(batch)
-        return batch
+
+    def _stop(self, batch: BatchResult, rest: list) -> None:
+        """Mark the scans a stopped batch did not finish as "not run" and write the summary."""
+        batch.cancelled = True
+        for scan in rest:
+            files = outputs.earlier_outputs(batch.summary_path.parent, scan.name)
+            note = f" (files in the output folder under its name: {', '.join(files)})" if files else ""
+            batch.outcomes.append(ScanOutcome(scan.label, NOT_RUN, None,
+                                              f"the batch was stopped before this scan finished{note}"))
+        self._write_summary(batch)
 
     @staticmethod
     def _write_summary(batch: BatchResult) -> None:
@@ -307,6 +362,12 @@ class CMBDetectorLogic:
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(SUMMARY_COLUMNS)
         for o in batch.outcomes:
-            writer.writerow([o.file, o.status, "" if o.n_detections is None else o.n_detections, o.error])
-        atomic_write_text(batch.summary_path, text.getvalue())
+            writer.writerow([o.file, o.status, "" if o.n_detections is None else o.n_detections, o.error,
+                             " | ".join(o.warnings)])
+        try:
+            atomic_write_text(batch.summary_path, text.getvalue())
+            batch.summary_error = ""
+        except OSError as exc:  # a full disk or lost permission must not stop the batch
+            batch.summary_error = f"Cannot write '{batch.summary_path}': {exc.strerror or exc}"
+            log.error("CMBDetector: %s", batch.summary_error)
 

@@ -6,11 +6,13 @@ MRML tests need slicer-core; without it they are not collected (``collect_ignore
 from __future__ import annotations
 
 import importlib.util
+import locale
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 MODULE_DIR = Path(__file__).resolve().parents[2]  # .../CMBDetector (holds CMBDetectorLib, CMBDetectorMRML)
 if str(MODULE_DIR) not in sys.path:
@@ -78,3 +80,43 @@ def fake_detect(monkeypatch):
         return calls
 
     return install
+
+
+def write_dicom_series(folder: Path, image: sitk.Image, series_number: int, image_type: str,
+                       echoes=None, study="1.2.826.0.1.3680043.2.1125.1", uid=None,
+                       description="SWI_Images", prefix="") -> None:
+    """Write ``image`` (or one volume per echo of ``echoes``) as one DICOM file per slice.
+
+    GDCM's writer switches the process locale to "C" (Python would then read text as ASCII):
+    the locale is restored afterwards."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    volumes = echoes or [image]
+    uid = uid or f"{study}.{series_number}"
+    direction = image.GetDirection()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for e, volume in enumerate(volumes, start=1):
+        volume = sitk.Cast(volume, sitk.sitkInt16)
+        for k in range(volume.GetDepth()):
+            slice_ = volume[:, :, k]
+            tags = {
+                "0008|0060": "MR", "0020|000d": study, "0020|000e": uid, "0020|0011": str(series_number),
+                "0020|0012": "1", "0008|103e": description, "0008|0008": image_type,
+                "0018|0086": str(e), "0018|0081": str(5.0 * e), "0020|0013": str(k + 1 + 1000 * e),
+                "0020|0037": "\\".join(str(v) for v in (direction[0], direction[3], direction[6],
+                                                          direction[1], direction[4], direction[7])),
+                "0020|0032": "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, k))),
+                "0008|0018": f"{uid}.{e}.{k + 1}",
+            }
+            for key, value in tags.items():
+                slice_.SetMetaData(key, value)
+            writer.SetFileName(str(folder / f"{prefix}{series_number}_{e}_{k:03d}.dcm"))
+            writer.Execute(slice_)

@@ -303,8 +303,9 @@ def test_cancel_in_scan_k_keeps_earlier_scans(tmp_path, fake_detect):
         tmp_path / "in", tmp_path / "out", progress=lambda stage, f: stages.append(stage),
         cancel=lambda: any(s.startswith("scan3.nii.gz") and s.endswith("3D CNN") for s in stages))
     assert batch.cancelled
-    assert [o.file for o in batch.outcomes] == ["scan1.nii.gz", "scan2.nii.gz"]
-    assert [r["file"] for r in read_csv(tmp_path / "out" / "summary.csv")] == ["scan1.nii.gz", "scan2.nii.gz"]
+    expected = [("scan1.nii.gz", "ok"), ("scan2.nii.gz", "ok"), ("scan3.nii.gz", "not run"), ("scan4.nii.gz", "not run")]
+    assert [(o.file, o.status) for o in batch.outcomes] == expected
+    assert [(r["file"], r["status"]) for r in read_csv(tmp_path / "out" / "summary.csv")] == expected
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["scan1.csv", "scan1.mrk.json", "scan2.csv", "scan2.mrk.json", "summary.csv"]
 
