@@ -7,6 +7,8 @@ Thin Slicer module: widget, parameter node and self-test. All logic lives in
 import importlib.metadata
 import importlib.util
 import os
+import shutil
+import sys
 import tempfile
 from typing import Annotated, Optional, Union
 
@@ -31,16 +33,19 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from CMBDetectorLib.regions import REGION_LOCATION
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig, preset_threshold
 from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
-from CMBDetectorLib.progress import DetectionCancelled
 from CMBDetectorMRML import dependencies
 from CMBDetectorMRML import logic as mrmlLogic
-from CMBDetectorMRML import markups, report, sampledata, tables
+from CMBDetectorMRML import markups, readout, report, sampledata, tables
+from CMBDetectorMRML.background import BackgroundDetection
 from CMBDetectorMRML.review_cursor import ReviewCursor
 from CMBDetectorMRML.review_sync import ReviewSync
+from CMBDetectorMRML.worker_client import WorkerClient
 
 DEVICES = {"auto": "auto", "CPU": "cpu", "GPU": "cuda"}
+POLL_INTERVAL_MS = 100  # how often the panel reads the detector worker's progress
 CONTRIBUTORS = "CMBDetector developers (SlicerCMBDetector project)"  # as EXTENSION_CONTRIBUTORS in CMakeLists.txt
 DOCUMENTATION_URL = "https://github.com/cmbdetector/SlicerCMBDetector#using-the-module"
 # Review keys, all left free by Slicer (slice views: r b f v g t [ ] { } arrows; markups: s Delete
@@ -127,8 +132,12 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._sync = None
         self._cursor = None
         self._running = False
-        self._cancelRequested = False
+        self._run = None  # the BackgroundDetection in progress
+        self._worker = None  # WorkerClient; its process stays warm between runs
+        self._pollTimer = None
         self._shortcuts = []
+        self._registration = None  # of the last Apply, for the atlas overlay
+        self._atlasOverlay = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -138,6 +147,9 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CMBDetectorLogic()
         self.ui.progressBar.hide()
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self._onPollTimer)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -155,6 +167,9 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.pendingOnlyCheckBox.connect("toggled(bool)", self.onPendingOnlyToggled)
         self.ui.placeMissedButton.connect("clicked(bool)", self.onPlaceMissed)
         self.ui.exportCSVButton.connect("clicked(bool)", self.onExportCSV)
+        self.ui.regionComboBox.addItems(["unknown", *REGION_LOCATION])
+        self.ui.regionComboBox.connect("activated(int)", self.onRegionCorrected)
+        self.ui.atlasOverlayCheckBox.connect("toggled(bool)", self.onAtlasOverlayToggled)
         self.ui.shortcutsLabel.text = _("Keys: ") + ", ".join(f"{key} {name}" for key, name in REVIEW_SHORTCUTS.items())
         self._setupCompareSection()
 
@@ -164,6 +179,10 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._removeShortcuts()
         self._observeFiducials(None)
         self.removeObservers()
+        if self._run is not None:
+            self._endRun(cancel=True)
+        if self._worker is not None:
+            self._worker.close()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -177,6 +196,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._run is not None:
+            self._endRun(cancel=True)
         self.setParameterNode(None)
         self._observeFiducials(None)
 
@@ -240,39 +261,59 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.logic.ensureDependencies(config.use_yolo):
             self.ui.statusLabel.text = _("Detection needs PyTorch and the packages listed above.")
             return
-        self._setRunning(True)
+        with slicer.util.tryWithErrorDisplay(_("Microbleed detection failed."), waitCursor=True):
+            self._run = BackgroundDetection(
+                self.logic, self._workerClient(), p.inputVolume, config, maskNode=p.brainMask,
+                outputFiducialNode=p.outputFiducials, outputTableNode=p.outputTable, phaseNode=p.phaseVolume)
+            self._setRunning(True)
+            self._pollTimer.start()
+
+    def _workerClient(self) -> WorkerClient:
+        """The detector worker (PythonSlicer running CMBDetectorMRML.worker), kept warm between runs."""
+        if self._worker is None:
+            self._worker = WorkerClient(python=shutil.which("PythonSlicer") or sys.executable)
+        return self._worker
+
+    def _onPollTimer(self) -> None:
+        """Read the worker's progress; load its result into the scene when it is done."""
         try:
-            with slicer.util.tryWithErrorDisplay(_("Microbleed detection failed."), waitCursor=True):
-                try:
-                    out = self.logic.process(
-                        p.inputVolume, config, maskNode=p.brainMask, outputFiducialNode=p.outputFiducials,
-                        outputTableNode=p.outputTable, progress=self._onProgress,
-                        cancel=lambda: self._cancelRequested, phaseNode=p.phaseVolume)
-                except DetectionCancelled:
-                    self.ui.statusLabel.text = _("Cancelled; the scene was left unchanged.")
-                    return
-                p.outputFiducials, p.outputTable = out.fiducialNode, out.tableNode
-                self._showResults(out)
-        finally:
-            self._setRunning(False)
+            with slicer.util.tryWithErrorDisplay(_("Microbleed detection failed.")):
+                update = self._run.poll()
+        except Exception:
+            self._endRun()
+            self.ui.statusLabel.text = _("Detection failed; the scene was left unchanged.")
+            return
+        if update.out is None:
+            self.ui.progressBar.value = int(round(100 * update.fraction))
+            self.ui.statusLabel.text = update.stage
+            return
+        self._endRun()
+        p = self._parameterNode
+        p.outputFiducials, p.outputTable = update.out.fiducialNode, update.out.tableNode
+        self._showResults(update.out)
 
     def onCancelButton(self) -> None:
-        self._cancelRequested = True
-        self.ui.statusLabel.text = _("Cancelling after the current stage...")
+        if self._run is None:
+            return
+        self._endRun(cancel=True)
+        self.ui.statusLabel.text = _("Cancelled; the scene was left unchanged.")
+        self._worker.start()  # warm up a fresh worker for the next run
+
+    def _endRun(self, cancel: bool = False) -> None:
+        self._pollTimer.stop()
+        if cancel:
+            self._run.cancel()
+        self._run = None
+        self._setRunning(False)
 
     def _setRunning(self, running: bool) -> None:
+        """While a run goes, Apply and the review controls are off and Cancel is on."""
         self._running = running
-        self._cancelRequested = False
         self.ui.cancelButton.enabled = running
         self.ui.progressBar.visible = running
         self.ui.progressBar.value = 0
         self._checkCanApply()
-
-    def _onProgress(self, stage: str, fraction: float) -> None:
-        """Pipeline progress callback: show the stage and keep the GUI (and Cancel) responsive."""
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = stage
-        slicer.app.processEvents()
+        self._updateReview()
 
     def _showResults(self, out) -> None:
         node = out.fiducialNode
@@ -282,8 +323,24 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsLabel.text = report.scan_call_text(out.result) + "\n" + report.summary_text(
             self.logic.summary(node), out.result.timings, out.result.warnings)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
+        self._registration, self._atlasOverlay = out.registration, None
+        self.onAtlasOverlayToggled(self.ui.atlasOverlayCheckBox.checked)
         self._observeFiducials(node)  # a rerun into the same node: start from its first point
         self.step(+1)
+
+    def onAtlasOverlayToggled(self, checked: bool) -> None:
+        """Show (adding it once per Apply; registering the scan now after a background run) or hide
+        the registered MARS atlas as the label layer."""
+        if checked and self._atlasOverlay is None and self._parameterNode.inputVolume is not None:
+            with slicer.util.tryWithErrorDisplay(_("Cannot show the region atlas."), waitCursor=True):
+                self._atlasOverlay = self.logic.showAtlasOverlay(self._parameterNode.inputVolume, self._registration)
+        slicer.util.setSliceViewerLayers(label=self._atlasOverlay if checked else None, labelOpacity=0.4)
+
+    def onRegionCorrected(self, index: int) -> None:
+        node, current = self._fiducials(), self._currentIndex()
+        if node is not None and 0 <= current < node.GetNumberOfControlPoints():
+            self.logic.setPointRegion(node, current, self.ui.regionComboBox.currentText)
+            self._updateReview()
 
     # -- review --------------------------------------------------------------------------------
 
@@ -307,7 +364,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def step(self, direction: int) -> None:
         """Jump to the next (+1) or previous (-1) point, highlight it and centre the slice views on it."""
-        if self._cursor is None:
+        if self._cursor is None or self._running:
             return
         # the checkbox, not the parameter node: it is updated first
         index = self._cursor.step(direction, pending_only=self.ui.pendingOnlyCheckBox.checked)
@@ -317,7 +374,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def decide(self, status: str) -> None:
         node, index = self._fiducials(), self._currentIndex()
-        if node is None or index < 0:
+        if node is None or index < 0 or self._running:
             return
         self.logic.setPointStatus(node, index, status)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
@@ -344,21 +401,25 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for button in (self.ui.previousButton, self.ui.nextButton, self.ui.acceptButton, self.ui.rejectButton):
             button.enabled = hasPoints and not self._running
         self.ui.exportCSVButton.enabled = hasPoints
-        self.ui.placeMissedButton.enabled = node is not None
+        self.ui.placeMissedButton.enabled = node is not None and not self._running
         if node is None:
             self.ui.countsLabel.text = ""
             self.ui.currentPointLabel.text = _("No point list")
             return
-        self.ui.countsLabel.text = report.counts_text(self.logic.countsByStatus(node))
+        self.ui.countsLabel.text = (report.counts_text(self.logic.countsByStatus(node)) + "\n"
+                                    + readout.text(readout.read_out(node)))
         if 0 <= self._currentIndex() < node.GetNumberOfControlPoints():
             p = markups.point_info(node, self._currentIndex())
             details = [p.status]
             if p.score is not None:
                 details.append(_("score {score:.2f}").format(score=p.score))
             if p.diameter_mm is not None:
-                details.append(f"{p.diameter_mm:.1f} mm")
-            details.append(p.location)
+                details.append(f"{p.diameter_mm:.1f} mm ({markups.size_class(p.diameter_mm)})")
+            details.append(f"{p.location} ({p.side})")
             self.ui.currentPointLabel.text = f"{p.label}: " + ", ".join(details)
+            self.ui.regionComboBox.blockSignals(True)
+            self.ui.regionComboBox.currentText = p.region
+            self.ui.regionComboBox.blockSignals(False)
         else:
             self.ui.currentPointLabel.text = _("No point selected")
 
@@ -385,7 +446,11 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("CSV export failed."), waitCursor=True):
             rows = self.logic.exportCSV(node, path)
-            self.ui.statusLabel.text = _("Wrote {rows} row(s) to {path}.").format(rows=rows, path=path)
+            stem = path[:-4] if path.lower().endswith(".csv") else path
+            self.logic.exportCounts(node, f"{stem}_counts.csv")
+            page = self.logic.exportReport(node, f"{stem}_report.html")
+            self.ui.statusLabel.text = _("Wrote {rows} row(s) to {path}, counts and report {page}.").format(
+                rows=rows, path=path, page=page)
 
 
     # -- compare with baseline (follow-up = the input volume) -----------------------------------

@@ -1,13 +1,17 @@
 """Detector benchmark on held-out synthetic scans (not a test: it prints figures).
 
-    python scripts/benchmark.py [--n 24] [--device auto] [--readme]
+    python scripts/benchmark.py [--n 24] [--device auto] [--stress] [--readme]
 
 Prints lesion-level (sensitivity, precision, F1, FP/scan, FROC) and subject-level (balanced
 accuracy, AUC, precision, sensitivity, F1) figures for five ablation rows (candidates only,
 + 3D CNN, + CNN + YOLO averaged, + score fusion = the pipeline on magnitude alone, + phase
 evidence = the pipeline on magnitude and phase), the presets and a per-protocol split for both
-inputs, then per-stage runtime and peak memory of one 256x256x128 scan in a fresh process. Writes docs/benchmark.json and docs/BENCHMARK.md; --readme also refreshes the
-README's benchmark section.
+inputs, the calibration of the final scores per input (reliability table, ECE), then
+per-stage runtime and peak memory of one 256x256x128 scan in a fresh process. --stress adds the
+same final rows for the stress set (protocols outside the training ranges) beside the
+in-distribution rows and draws both FROC curves in docs/images/froc.png. --validation also prints
+the sweep that chooses the phase rule (CMBDetectorLib/phase_rule.py). Writes docs/benchmark.json
+and docs/BENCHMARK.md (--out-dir elsewhere); --readme also refreshes the README's benchmark section.
 """
 
 from __future__ import annotations
@@ -32,23 +36,34 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
-    FROC_THRESHOLDS, TEST_SEED0, VALIDATION_SEED0, evaluate_scan, froc, summarise, test_scan)
+    FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
+    froc, rule_variant, stress_scan, summarise, test_scan)
+from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
+from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
+from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
+from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
             "fused": "+ 3D CNN + YOLO + score fusion (final, magnitude only)",
             "fused+phase": "+ phase evidence (final, magnitude + phase)"}
 FINAL = {"fused": "magnitude only", "fused+phase": "magnitude + phase"}
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the issue's "2 cores")
 
 
-def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
-    """Runtime and peak RSS of ``detect`` on a 256x256x128 SWI scan, in a fresh process."""
+def profile_scan_data():
+    """The profile's synthetic 256x256x128 3 T SWI scan (also used by scripts/benchmark_worker.py)."""
     from CMBDetectorLib.synth import generate_scan, sample_protocol
 
     protocol = sample_protocol(np.random.default_rng(TEST_SEED0 - 1), kind="swi3d", field_strength_t=3.0)
     protocol = dataclasses.replace(protocol, shape=(256, 256, 128))
-    scan = generate_scan(TEST_SEED0 - 1, protocol=protocol)
+    return generate_scan(TEST_SEED0 - 1, protocol=protocol)
+
+
+def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
+    """Runtime and peak RSS of ``detect`` on a 256x256x128 SWI scan, in a fresh process."""
+    scan = profile_scan_data()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "profile.nii.gz"
         write_image(path, scan.magnitude, scan.geometry)
@@ -62,13 +77,143 @@ def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def evaluate_nth(n: int, seed0: int, config: DetectorConfig):
-    """Outcome and protocol of the n-th held-out scan (one worker process, one torch thread)."""
+def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False):
+    """Outcome, protocol and location figures (None for the stress set) of the n-th held-out (or
+    stress) scan (one worker process, one torch thread)."""
+    import SimpleITK as sitk
     import torch
 
     torch.set_num_threads(1)
-    scan = test_scan(n, seed0)
-    return evaluate_scan(scan, config), scan.protocol
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(LOCATION_THREADS)
+    scan = stress_scan(n, seed0) if stress else test_scan(n, seed0)
+    return evaluate_scan(scan, config), scan.protocol, None if stress else evaluate_location(scan)
+
+
+def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False):
+    """Outcomes and location figures of ``n_scans`` scans from ``seed0`` and how many are 1.5 T 2D GRE."""
+    outcomes, locations, n_gre = [], [], 0
+    t0 = time.perf_counter()
+    name = "stress" if stress else "benchmark"
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for n, (outcome, protocol, located) in enumerate(pool.map(
+                partial(evaluate_nth, seed0=seed0, config=config, stress=stress), range(n_scans))):
+            n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
+            outcomes.append(outcome)
+            locations.append(located)
+            print(f"[{name}] scan {n + 1}/{n_scans}: {len(outcome.gt_ras)} CMBs, {protocol.kind} "
+                  f"{protocol.field_strength_t} T TE {protocol.te_ms} ms, {protocol.spacing_mm[2]} mm slices "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return outcomes, locations, n_gre
+
+
+def final_rows(outcomes: list, thresholds: dict) -> dict:
+    """The final pipeline's rows (both inputs, default thresholds), FROC and calibration, and
+    the phase row without the physics rule (what the rule changes)."""
+    for o in outcomes:
+        o.variants["no_rule"] = rule_variant(o, NO_RULE)
+    no_rule = thresholds["fused+phase"]
+    return {"no_rule": {**summarise(outcomes, "no_rule", no_rule),
+                        "calcifications_reported": calcifications_reported(outcomes, "no_rule", no_rule)},
+            "n_scans": len(outcomes), "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)),
+            "rows": {key: summarise(outcomes, key, thresholds[key]) for key in FINAL},
+            "froc": {key: froc(outcomes, key) for key in FINAL},
+            "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
+            "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL}}
+
+
+def rule_sweep(outcomes: list) -> str:
+    """Validation only: how candidate phase rules move the phase fusion's FROC, how many
+    calcifications they leave above the lowest preset, and how low matched microbleeds' paramagnetic
+    scores go (the cut-off must stay below them)."""
+    para = []
+    for o in outcomes:
+        rows = o.rule_rows
+        hit = match_candidates(rows["ras"], o.gt_ras, o.gt_diam) >= 0
+        para.append(rows["paramagnetic"][hit & (rows["with_phase"] >= min(FROC_THRESHOLDS))])
+    para = np.concatenate(para)
+    lines = [f"Phase-rule sweep ({len(outcomes)} validation scans): paramagnetic score of the {len(para)} candidates "
+             f"on microbleeds scoring >= {min(FROC_THRESHOLDS)}: min {para.min():.2f}, 1 % {np.quantile(para, 0.01):.2f}, "
+             f"5 % {np.quantile(para, 0.05):.2f}, median {np.median(para):.2f}." if len(para) else "No matched microbleeds.",
+             "", "| Cut-off | Phase may raise | Calcif. >= 0.2 | FROC (threshold: FP/scan, sensitivity) |", "|---|---|---|---|"]
+    for cutoff in (-np.inf, -0.1, -0.2, -0.3, -0.4, -0.5, -0.6):
+        for may_raise in (True, False):
+            rule = PhaseRule(cutoff, may_raise)
+            for o in outcomes:
+                o.variants["rule"] = rule_variant(o, rule)
+            points = "; ".join(f"{t:.2f}: {fp:.2f}, {fmt(sens)}" for t, fp, sens in froc(outcomes, "rule"))
+            lines.append(f"| {cutoff} | {may_raise} | {calcifications_reported(outcomes, 'rule', 0.2)} | {points} |")
+    lines.append(f"\nIn force: {PHASE_RULE}; without any rule (the phase fusion alone) see the first row.")
+    return "\n".join(lines) + "\n"
+
+
+def stress_report(results: dict) -> str:
+    """In-distribution and stress rows side by side (the gap is the figure to shrink)."""
+    sets = {"in-distribution test": results, "stress": results["stress"]}
+    lines = ["", "Generalisation: the stress set (seeds 900 000+) uses protocols outside every training range "
+             "(7 T TE 8-12 ms or 3 T TE 45-55 ms, 3D SWI with 2.5-3 mm slices) and the engine's STRESS randomisation "
+             "(through-slice veins, 2-2.5x medullary veins, microbleed-like calcifications, 1-1.6 mm microbleeds, "
+             "atrophy, larger bias, ringing, motion, partial coverage). Final pipeline, default thresholds:", "",
+             "| Set | Input | Scans | Microbleeds | Lesion sens. | FP/scan | Calcif. reported | ECE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, res in sets.items():
+        for key, inputs in FINAL.items():
+            les = res["rows"][key]["lesion"]
+            lines.append(f"| {name} | {inputs} | {res['n_scans']} | {res['n_lesions']} | {fmt(les['sensitivity'])} | "
+                         f"{les['fp_per_scan']:.2f} | {res['calcifications_reported'][key]} | "
+                         f"{fmt(res['calibration'][key]['ece'])} |")
+        les = res["no_rule"]["lesion"]
+        lines.append(f"| {name} | magnitude + phase without the phase rule | {res['n_scans']} | {res['n_lesions']} | "
+                     f"{fmt(les['sensitivity'])} | {les['fp_per_scan']:.2f} | "
+                     f"{res['no_rule']['calcifications_reported']} | |")
+    for key, inputs in FINAL.items():
+        lines.append(f"\nFROC, stress set, {inputs} (threshold: FP/scan, sensitivity): " + "; ".join(
+            f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in results["stress"]["froc"][key]))
+    return "\n".join(lines) + "\n"
+
+
+def calibration_report(results: dict) -> str:
+    lines = ["", f"Calibration of the final score (detections scoring >= 0.1; per bin: count, mean score, "
+             "fraction on microbleeds):"]
+    for name, res in (("in-distribution test", results), ("stress", results.get("stress"))):
+        if res is None:
+            continue
+        for key, inputs in FINAL.items():
+            cal = res["calibration"][key]
+            bins = "; ".join(f"{lo:.1f}-{hi:.1f}: {n}, {fmt(m)}, {fmt(f)}" for lo, hi, n, m, f in zip(
+                cal["edges"][:-1], cal["edges"][1:], cal["counts"], cal["mean_score"], cal["fraction_true"]))
+            lines.append(f"- {name}, {inputs}: ECE {fmt(cal['ece'])} ({bins})")
+    return "\n".join(lines) + "\n"
+
+
+def plot_froc(results: dict, path: Path) -> None:
+    """FROC curves of the final pipeline (both inputs) on the test and stress sets, and their
+    reliability curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, cal_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, res, style in (("test", results, "-"), ("stress", results["stress"], "--")):
+        for key, colour in (("fused", "tab:blue"), ("fused+phase", "tab:red")):
+            fp, sens = zip(*[(f, s) for _, f, s in res["froc"][key]])
+            ax.plot(fp, sens, style, marker="o", ms=3, color=colour,
+                    label=f"{name} ({res['n_scans']} scans), {FINAL[key]}")
+            cal = res["calibration"][key]
+            cal_ax.plot(cal["mean_score"], cal["fraction_true"], style, marker="o", ms=3, color=colour,
+                        label=f"{name}, {FINAL[key]}, ECE {cal['ece']:.2f}")
+    ax.set(xlabel="false positives per scan", ylabel="lesion sensitivity", title="FROC (thresholds 0.2-0.95)",
+           xlim=(0, None), ylim=(0, 1.02))
+    cal_ax.plot([0, 1], [0, 1], ":", color="grey")
+    cal_ax.set(xlabel="mean final score (bin)", ylabel="fraction on microbleeds", title="Reliability",
+               xlim=(0, 1), ylim=(0, 1))
+    for a in (ax, cal_ax):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def fmt(v) -> str:
@@ -121,6 +266,7 @@ def report(results: dict) -> str:
                      "precision, sensitivity, F1): " + "; ".join(
                          f"{t:.2f}: {fmt(r['balanced_accuracy'])}, {fmt(r['precision'])}, {fmt(r['sensitivity'])}, "
                          f"{fmt(r['f1'])}" for t, r in rows) + "\n")
+    lines += [location_text(results["location"]), ""]
     for prof in results["profiles"]:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in prof["stages_s"].items())
         inputs = "magnitude + phase" if prof["phase"] else "magnitude"
@@ -148,21 +294,16 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="scans evaluated in parallel")
     parser.add_argument("--models-dir", type=Path, default=None, help="weights to test (default: shipped)")
     parser.add_argument("--readme", action="store_true", help="refresh the README's benchmark section")
+    parser.add_argument("--stress", action="store_true", help="also the stress set (as many scans as --n)")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, Markdown and plot go")
     args = parser.parse_args(argv)
     config = DetectorConfig(device=args.device)
     thresholds = {key: preset_threshold("balanced", key == "fused+phase") for key in FINAL}
     if args.models_dir:
         config.models_dir = args.models_dir.resolve()
-    outcomes, n_gre = [], 0
-    t0 = time.perf_counter()
     seed0 = VALIDATION_SEED0 if args.validation else TEST_SEED0
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for n, (outcome, protocol) in enumerate(pool.map(partial(evaluate_nth, seed0=seed0, config=config),
-                                                         range(args.n))):
-            n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
-            outcomes.append(outcome)
-            print(f"[benchmark] scan {n + 1}/{args.n}: {len(outcome.gt_ras)} CMBs, {protocol.kind} "
-                  f"{protocol.field_strength_t} T ({time.perf_counter() - t0:.0f} s)", flush=True)
+    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers)
+    stress = evaluate_set(args.n, STRESS_SEED0, config, args.workers, stress=True)[0] if args.stress else None
     import torch
 
     machine = f"{os.cpu_count()} CPU cores"
@@ -187,13 +328,19 @@ def main(argv=None):
                             if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL},
         "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")},
         "subject_sweep": {key: [(t, summarise(outcomes, key, t)["subject"]) for t in FROC_THRESHOLDS] for key in FINAL},
-        "profiles": profiles}
-    text = report(results)
+        "profiles": profiles, "location": {"threads": LOCATION_THREADS, **summarise_location(locations)},
+        "phase_rule": dataclasses.asdict(PHASE_RULE), **final_rows(outcomes, thresholds)}
+    if stress is not None:
+        results["stress"] = final_rows(stress, thresholds)
+    text = report(results) + calibration_report(results) + (stress_report(results) if stress is not None else "")
     print(text)
     if args.validation:
+        print(rule_sweep(outcomes))
         return
-    docs = ROOT / "docs"
-    docs.mkdir(exist_ok=True)
+    docs = args.out_dir
+    docs.mkdir(parents=True, exist_ok=True)
+    if stress is not None:
+        plot_froc(results, docs / "images" / "froc.png")
     (docs / "benchmark.json").write_text(json.dumps(results, indent=1, default=float))
     (docs / "BENCHMARK.md").write_text("# Benchmark\n\nMade by `python scripts/benchmark.py`.\n\n" + text)
     if args.readme:

@@ -3,7 +3,8 @@
     python scripts/demo.py [--out output/demo] [--input FILE] [--truth CSV] [--device auto] [--no-yolo] [--no-phase]
 
 Loads the scan (and its phase image ``<name>_phase.nii.gz`` when present) into a vtkMRMLScene as
-the Slicer module would, runs the detector through ``CMBDetectorLogic``, and writes ``<name>.mrk.json`` (open in Slicer), ``<name>.csv`` and
+the Slicer module would, runs the detector through ``CMBDetectorLogic``, and writes ``<name>.mrk.json`` (open in Slicer), ``<name>.csv``,
+``<name>_counts.csv``, the one-page report ``<name>_report.html`` and
 ``<name>_overview.png`` (a minimum-intensity projection plus one axial slice per detection; circles
 are detections, cyan crosses the ground-truth CMBs from ``<name>_objects.csv`` when present).
 """
@@ -26,7 +27,7 @@ from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig  # noqa: E
 from CMBDetectorLib.errors import CMBDetectorError  # noqa: E402
 from CMBDetectorLib.geometry import Geometry  # noqa: E402
 from CMBDetectorLib.scanfiles import phase_partner  # noqa: E402
-from CMBDetectorMRML import markups, report, volumes  # noqa: E402
+from CMBDetectorMRML import markups, readout, report, volumes  # noqa: E402
 from CMBDetectorMRML.logic import CMBDetectorLogic  # noqa: E402
 from CMBDetectorMRML.scene import new_scene  # noqa: E402
 
@@ -171,6 +172,9 @@ def main(argv=None) -> int:
     markups_path, csv_path = args.out / f"{name}.mrk.json", args.out / f"{name}.csv"
     logic.saveMarkups(out.fiducialNode, markups_path)
     logic.exportCSV(out.fiducialNode, csv_path)
+    counts_path, report_path = args.out / f"{name}_counts.csv", args.out / f"{name}_report.html"
+    logic.exportCounts(out.fiducialNode, counts_path)
+    logic.exportReport(out.fiducialNode, report_path, name)
     points = markups.points(out.fiducialNode)
     truth = read_truth(truth_path)
     array, geometry = volumes.volume_to_array(volume)
@@ -180,6 +184,7 @@ def main(argv=None) -> int:
     print(f"\n{out.result.count} microbleed(s) detected ({out.result.n_candidates} candidates, device {out.result.device})")
     print(report.scan_call_text(out.result))
     print(report.summary_text(logic.summary(out.fiducialNode), out.result.timings, out.result.warnings))
+    print(readout.text(readout.read_out(out.fiducialNode)))
     if len(truth):
         found = np.array([p.ras for p in points]).reshape(-1, 3)
         distance = np.linalg.norm(found[:, None] - truth[None], axis=2) if len(found) else np.zeros((0, len(truth)))
@@ -187,8 +192,9 @@ def main(argv=None) -> int:
         false = int((distance.min(axis=1) > MATCH_MM).sum()) if len(found) else 0
         print(f"Ground truth: {hits}/{len(truth)} true CMBs found within {MATCH_MM:.0f} mm; "
               f"{false} detection(s) with no true CMB nearby")
-    for path in (markups_path, csv_path, overview_path):
+    for path in (markups_path, csv_path, counts_path, overview_path):
         print(f"Wrote {path}")
+    print(f"Report (open in a browser): {report_path}")
     return 0
 
 

@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from .patches import extract_patches
+from .progress import FractionCallback
 
 PATCH_SIZE = 24
 CNN_WEIGHTS = "cmb_cnn3d.pt"
 # Candidates the first pass scores at least this are rescored averaged over the 16 views.
 TTA_GATE = 0.02
+# Share of the stage's progress given to the plain pass (the 16-view pass does most of the work).
+PLAIN_PASS_SHARE = 0.25
 
 
 def build_model(width: int = 8):
@@ -61,24 +64,34 @@ class CandidateClassifier:
         self.model.to(self.device).eval()
 
     def score(self, image: np.ndarray, kji: np.ndarray, batch_size: int = 128,
-              tta_gate: float | None = TTA_GATE) -> np.ndarray:
+              tta_gate: float | None = TTA_GATE, progress: FractionCallback | None = None) -> np.ndarray:
         """Microbleed probability for each candidate ``kji``. Candidates the plain pass scores at
         least ``tta_gate`` are rescored with the logit averaged over the 16 :func:`views`
-        (test-time augmentation; None turns it off)."""
-        logits = self._logits(image, kji, batch_size, augment=False)
+        (test-time augmentation; None turns it off). ``progress(fraction done)`` is called before
+        each batch."""
+        share = 1.0 if tta_gate is None else PLAIN_PASS_SHARE
+        logits = self._logits(image, kji, batch_size, augment=False, progress=_part(progress, 0.0, share))
         if tta_gate is not None:
             refine = np.flatnonzero(logits >= np.log(tta_gate / (1 - tta_gate)))
-            logits[refine] = self._logits(image, kji[refine], batch_size, augment=True)
+            logits[refine] = self._logits(image, kji[refine], batch_size, augment=True,
+                                          progress=_part(progress, share, 1.0))
         return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
-    def _logits(self, image: np.ndarray, kji: np.ndarray, batch_size: int, augment: bool) -> np.ndarray:
+    def _logits(self, image: np.ndarray, kji: np.ndarray, batch_size: int, augment: bool,
+                progress: FractionCallback | None = None) -> np.ndarray:
         import torch
 
         out = np.zeros(len(kji), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(kji), batch_size):
+                if progress is not None:
+                    progress(start / len(kji))
                 cubes = standardise(extract_patches(image, kji[start:start + batch_size], PATCH_SIZE))
                 batch = views(cubes) if augment else [cubes]
                 out[start:start + len(cubes)] = np.mean(
                     [self.model(torch.from_numpy(v[:, None]).to(self.device))[:, 0].cpu().numpy() for v in batch], axis=0)
         return out
+
+
+def _part(progress: FractionCallback | None, start: float, end: float) -> FractionCallback | None:
+    return None if progress is None else (lambda fraction: progress(start + (end - start) * fraction))

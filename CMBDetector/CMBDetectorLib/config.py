@@ -39,7 +39,8 @@ class DetectorConfig:
     use_yolo: run the YOLO rescoring stage;
     echo: which echo of a multi-echo ``[k, j, i, echo]`` volume to use (None: combine all echoes);
     phase_convention: "right-handed" (paramagnetic tissue has negative phase) or "left-handed",
-    used only when a phase image is given.
+    used only when a phase image is given; locate: run the location stage (CMBDetectorLib.location)
+    after detection (the MRML Logic does).
     """
 
     modality: str = "auto"
@@ -50,6 +51,7 @@ class DetectorConfig:
     models_dir: Path = MODELS_DIR
     echo: int | None = None
     phase_convention: str = "right-handed"
+    locate: bool = True  # after detection, register to MNI and label each point's MARS region
 
     def threshold_for(self, with_phase: bool) -> float:
         """The final-score threshold in force for this input."""

@@ -1,7 +1,7 @@
 """One call from a magnitude volume (and optionally its phase) to microbleed detections.
 
 volume -> validation -> preprocessing -> candidates -> 3D CNN -> YOLO rescoring (+ phase
-evidence) -> score fusion -> NMS -> detections
+evidence) -> score fusion -> NMS -> detections -> apparent size and sub-voxel centre (input grid)
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from .config import SCAN_THRESHOLD, DetectorConfig
 from .fusion import FEATURES, ScoreFusion, fusion_inputs
 from .geometry import Geometry
 from .phase import dipole_correlation, highpass_phase, paramagnetic_sign
+from .phase_rule import PHASE_RULE, PhaseRule
 from .postprocess import nms_3d, to_detections
 from .preprocessing import Preprocessed, preprocess
 from .progress import CancelCheck, ProgressCallback, StageReporter
 from .results import DetectionResult
+from .size import measure_detections
 from .validation import PreparedInput, prepare_input, run_with_gpu_fallback, select_device
 from .yolo_rescore import YoloRescorer
 
@@ -60,7 +62,8 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
 
     report("Preprocessing", 0.05)
     t = time.perf_counter()
-    pre = preprocess(prepared.array, prepared.geometry, prepared.mask, config.modality)
+    pre = preprocess(prepared.array, prepared.geometry, prepared.mask, config.modality,
+                     progress=report.within("Preprocessing", 0.05, 0.35))
     timings["preprocessing"] = time.perf_counter() - t
 
     report("Finding candidates", 0.35)
@@ -71,7 +74,8 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
     report("3D CNN", 0.55)
     t = time.perf_counter()
     cnn = run_with_gpu_fallback(
-        lambda dev: CandidateClassifier(config.models_dir, dev).score(pre.image, cands.kji), device, warnings)
+        lambda dev: CandidateClassifier(config.models_dir, dev).score(
+            pre.image, cands.kji, progress=report.within("3D CNN", 0.55, 0.75)), device, warnings)
     timings["cnn"] = time.perf_counter() - t
 
     yolo = None
@@ -82,7 +86,8 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
         yolo = np.full(len(cands), np.nan, dtype=np.float32)
         yolo[look] = run_with_gpu_fallback(
             lambda dev: YoloRescorer(config.models_dir, dev).score(
-                pre.image, cands.kji[look], cands.diameter_mm[look], float(pre.geometry.spacing[0])),
+                pre.image, cands.kji[look], cands.diameter_mm[look], float(pre.geometry.spacing[0]),
+                progress=report.within("YOLO rescoring", 0.75, 0.88)),
             device, warnings)
         timings["yolo"] = time.perf_counter() - t
 
@@ -113,15 +118,20 @@ def fusion_rows(scored: ScoredCandidates, use_phase: bool = True) -> tuple[np.nd
     return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre", phase)
 
 
-def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True) -> np.ndarray:
+def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True,
+                 rule: PhaseRule = PHASE_RULE) -> np.ndarray:
     """Fused probability for every candidate YOLO scored, 0 for the rest; the CNN's without YOLO.
-    ``use_phase`` False ignores the phase image (the magnitude-only fusion)."""
+    ``use_phase`` False ignores the phase image (the magnitude-only fusion); with phase the
+    physics ``rule`` bounds the phase fusion by the magnitude-only one (:mod:`.phase_rule`)."""
     if scored.yolo is None:
         return scored.cnn
     look, rows = fusion_rows(scored, use_phase)
     fusion = ScoreFusion.load(models_dir, with_phase=rows.shape[1] > len(FEATURES))
     final = np.zeros(len(scored.candidates), dtype=np.float32)
     final[look] = fusion.score(rows)
+    if rows.shape[1] > len(FEATURES):
+        magnitude = ScoreFusion.load(models_dir).score(rows[:, :len(FEATURES)])
+        final[look] = rule.apply(final[look], magnitude, rows[:, -1])
     return final
 
 
@@ -160,6 +170,8 @@ def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None 
     with_phase = scored.paramagnetic is not None
     result = select(scored, final, config.threshold_for(with_phase))
     result.scan_threshold, result.used_phase = SCAN_THRESHOLD, with_phase
+    prepared = scored.prepared
+    result.detections = measure_detections(result.detections, prepared.array, prepared.geometry, prepared.mask)
     result.timings["postprocessing"] = time.perf_counter() - t
     report("Done", 1.0)
     return result

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from .errors import CMBDetectorError
 from .geometry import Geometry, to_sitk
+from .progress import FractionCallback
 
 WORK_SPACING_MM = 1.0
 
@@ -61,18 +62,18 @@ def bias_correct(image: np.ndarray, mask: np.ndarray, geometry: Geometry, shrink
     return (image / np.exp(log_bias)).astype(np.float32)
 
 
-def brain_mask(image: np.ndarray, spacing: float = WORK_SPACING_MM) -> np.ndarray:
+def brain_mask(image: np.ndarray, spacing: float = WORK_SPACING_MM, opening_mm: float = 4.0) -> np.ndarray:
     """Brain mask from a GRE/SWI magnitude, for full-head and skull-stripped inputs alike.
 
-    Tissue is separated from air by an Otsu threshold; an opening of ~4 mm cuts the thin
-    bridges between brain and scalp across the dark skull; the largest component is kept,
+    Tissue is separated from air by an Otsu threshold; an opening of ``opening_mm`` cuts the
+    thin bridges between brain and scalp across the dark skull; the largest component is kept,
     closed and hole-filled so dark lesions, veins and iron-rich nuclei stay inside.
     """
     smooth = ndimage.gaussian_filter(image, 1.0 / spacing)
     foreground = smooth > _otsu(smooth[smooth > 0])
     if not foreground.any():
         raise CMBDetectorError("No tissue found in the volume: is it empty or all background?")
-    r = max(1, int(round(4.0 / spacing)))
+    r = max(1, int(round(opening_mm / spacing)))
     opened = ndimage.binary_opening(foreground, _ball(r))
     labels, n = ndimage.label(opened if opened.any() else foreground)
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
@@ -96,21 +97,26 @@ def guess_modality(geometry: Geometry) -> str:
 
 
 def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None,
-               modality: str = "auto") -> Preprocessed:
-    """Input-space magnitude (+ optional user mask) -> normalised working-space volume."""
+               modality: str = "auto", progress: FractionCallback | None = None) -> Preprocessed:
+    """Input-space magnitude (+ optional user mask) -> normalised working-space volume;
+    ``progress(fraction)`` is called between steps (bias correction takes most of the time)."""
+    progress = progress or (lambda fraction: None)
     work, shape = canonical_geometry(geometry, array.shape)
     image = np.maximum(resample(array.astype(np.float32), geometry, work, shape), 0.0)
+    progress(0.15)
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:
         brain = brain_mask(image)
-    image, brain, work = _crop_to(image, brain, work)
+    progress(0.35)
+    image, brain, work = crop_to(image, brain, work)
     image = bias_correct(image, brain, work)
+    progress(0.95)
     return Preprocessed(normalise(image, brain), brain, work,
                         guess_modality(geometry) if modality == "auto" else modality)
 
 
-def _crop_to(image: np.ndarray, mask: np.ndarray, geometry: Geometry, margin: int = 12):
+def crop_to(image: np.ndarray, mask: np.ndarray, geometry: Geometry, margin: int = 12):
     """Crop image and mask to the mask's bounding box plus ``margin`` voxels."""
     idx = np.argwhere(mask)
     lo = np.maximum(idx.min(axis=0) - margin, 0)

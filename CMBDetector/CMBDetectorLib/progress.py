@@ -8,6 +8,7 @@ from .errors import CMBDetectorError
 
 ProgressCallback = Callable[[str, float], None]
 CancelCheck = Callable[[], bool]
+FractionCallback = Callable[[float], None]  # progress within one stage, 0-1
 
 
 class DetectionCancelled(CMBDetectorError):
@@ -26,3 +27,8 @@ class StageReporter:
             raise DetectionCancelled(f"Cancelled by the user before '{stage}'.")
         if self._progress is not None:
             self._progress(stage, fraction)
+
+    def within(self, stage: str, start: float, end: float) -> FractionCallback:
+        """A callback for progress inside ``stage``: its 0-1 fraction maps onto ``start``-``end``
+        (and a cancel request raises there, between batches)."""
+        return lambda fraction: self(stage, start + (end - start) * min(max(fraction, 0.0), 1.0))

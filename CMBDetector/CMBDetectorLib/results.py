@@ -7,6 +7,15 @@ from dataclasses import asdict, dataclass, field
 from .geometry import Geometry
 
 LOCATIONS = ("lobar", "deep", "infratentorial", "unknown")
+MAX_CMB_MM = 10.0  # MARS/BOMBS: microbleeds are 2-10 mm; a wider dark spot is a haemorrhage or vessel
+SIZE_CLASSES = ("<5 mm", "5-10 mm", ">10 mm")
+
+
+def size_class(diameter_mm: float) -> str:
+    """MARS/BOMBS size class of an apparent diameter (">10 mm" is not a microbleed)."""
+    if diameter_mm < 5.0:
+        return SIZE_CLASSES[0]
+    return SIZE_CLASSES[1] if diameter_mm <= MAX_CMB_MM else SIZE_CLASSES[2]
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,17 @@ class Detection:
     score: float
     location: str = "unknown"
     paramagnetic_score: float | None = None  # phase evidence in [-1, 1]; None without phase
+    region: str = "unknown"  # MARS region (frontal, thalamus, cerebellum...), see atlas.REGIONS
+    side: str = "unknown"  # left / right / midline
+
+    @property
+    def size_class(self) -> str:
+        return size_class(self.diameter_mm)
+
+    @property
+    def is_microbleed(self) -> bool:
+        """False for a dark spot wider than :data:`MAX_CMB_MM`: listed, flagged, never counted."""
+        return self.diameter_mm <= MAX_CMB_MM
 
     def as_row(self) -> dict:
         row = asdict(self)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import CMBDetectorError
 from .patches import extract_axial_crops
+from .progress import FractionCallback
 from .validation import RETRAIN_HINT
 
 CROP_VOXELS = 32  # axial field of view of a crop, in working-space voxels (1 mm)
@@ -43,8 +44,9 @@ class YoloRescorer:
         self.device = device
 
     def score(self, image: np.ndarray, kji: np.ndarray, diameters_mm: np.ndarray, spacing: float = 1.0,
-              batch_size: int = 96) -> np.ndarray:
-        """Best on-centre box confidence over the three slices through each candidate."""
+              batch_size: int = 96, progress: FractionCallback | None = None) -> np.ndarray:
+        """Best on-centre box confidence over the three slices through each candidate;
+        ``progress(fraction done)`` is called before each batch."""
         if len(kji) == 0:
             return np.zeros(0, dtype=np.float32)
         crops = extract_axial_crops(image, kji, CROP_VOXELS, upscale=UPSCALE)
@@ -53,6 +55,8 @@ class YoloRescorer:
         tolerance = UPSCALE * np.maximum(CENTRE_TOLERANCE_VOXELS, np.repeat(diameters_mm, m) / (2 * spacing))
         best = np.zeros(n * m, dtype=np.float32)
         for start in range(0, len(flat), batch_size):
+            if progress is not None:
+                progress(start / len(flat))
             results = self.model.predict(list(flat[start:start + batch_size]), imgsz=IMAGE_SIZE, conf=0.01,
                                          device=self.device, verbose=False)
             for offset, result in enumerate(results):

@@ -7,8 +7,8 @@ INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd, DICOM 
 too, so a BIDS dataset or a DICOM export works as it is); a phase image named ``X_phase.nii.gz``
 beside ``X_mag.nii.gz`` (or ``X.nii.gz``), the BIDS ``part-phase`` file beside a ``part-mag`` one,
 or the phase series of a DICOM magnitude series is used with it. Writes ``<scan>.mrk.json`` (open
-in Slicer) and ``<scan>.csv`` per scan (``<scan>.warnings.txt`` when the run warned), plus
-``summary.csv`` for a folder. A reviewed ``<scan>.mrk.json`` is kept (new results go to
+in Slicer), ``<scan>.csv``, ``<scan>_counts.csv`` and the one-page ``<scan>_report.html`` per scan
+(``<scan>.warnings.txt`` when the run warned), plus ``summary.csv`` (with the counts) for a folder. A reviewed ``<scan>.mrk.json`` is kept (new results go to
 ``<scan>-run2``) unless ``--overwrite``. Exit status: 0 all scans ok, 1 some failed, 2 bad
 arguments/input/output folder, 130 cancelled (Ctrl-C), 143 stopped by SIGTERM.
 """
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in out.timings.items())
     phase = f"; phase: {out.phase_path.name}" if out.phase_path is not None else ""
     print(f"{out.n_detections} CMB(s) -> {out.markups_path}, {out.csv_path} ({timings}{phase})")
+    print(f"Counts: {out.counts_path}; report: {out.report_path}")
     for warning in out.warnings:
         print(f"Warning: {warning}", file=sys.stderr)
     return 0

@@ -8,6 +8,7 @@ Usable without the widget and headless (slicer-core)::
     logic.countsByStatus(out.fiducialNode).final
     logic.exportCSV(out.fiducialNode, "cmbs.csv")
     logic.processDirectory("scans/", "results/")   # writes <scan>.mrk.json, <scan>.csv, summary.csv
+    logic.exportReport(out.fiducialNode, "report.html")  # counts + thumbnails of the reviewed points
 
 ``processDirectory`` takes image files, BIDS folders (``part-mag``/``part-phase`` pairs) and DICOM
 series (magnitude paired with phase), in the folder and its subfolders.
@@ -26,14 +27,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import slicer
 
+from CMBDetectorLib import location
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCallback, StageReporter
 from CMBDetectorLib.results import DetectionResult
 
-from . import markups, outputs, review_sync, runwarnings, scans, tables, volumes
+from . import atlas_overlay, markups, outputs, readout, report_page, review_sync, runwarnings, scans, tables, volumes
 from .files import atomic_target, atomic_write_text, check_output_dir
 from .scans import image_files  # noqa: F401  (public name kept for callers)
 from .scene import new_scene
@@ -41,8 +45,18 @@ from .scene import new_scene
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.csv"
-SUMMARY_COLUMNS = ("file", "status", "n_detections", "error", "warnings")
+SUMMARY_COLUMNS = ("file", "status", "n_detections", "error", "warnings") + readout.SUMMARY_FIELDS
 OK, FAILED, SKIPPED, NOT_RUN = "ok", "failed", "skipped", "not run"
+
+
+@dataclass
+class DetectorInputs:
+    """The arrays :func:`pipeline.detect` takes, copied from the nodes (the nodes are not kept)."""
+
+    array: np.ndarray
+    geometry: Geometry
+    mask: np.ndarray | None = None
+    phase: np.ndarray | None = None
 
 
 @dataclass
@@ -52,6 +66,7 @@ class ProcessResult:
     fiducialNode: object
     tableNode: object
     result: DetectionResult
+    registration: object = None  # location.AtlasRegistration, None when the location stage did not run
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,9 @@ class FileOutputs:
     timings: dict[str, float]
     phase_path: Path | None = None
     warnings: tuple[str, ...] = ()
+    counts_path: Path | None = None
+    report_path: Path | None = None
+    counts: dict = field(default_factory=dict)  # readout.summary_fields
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class ScanOutcome:
     n_detections: int | None = None
     error: str = ""
     warnings: tuple[str, ...] = ()
+    counts: dict = field(default_factory=dict)  # readout.summary_fields
 
 
 @dataclass
@@ -136,6 +155,21 @@ class CMBDetectorLogic:
 
         report = StageReporter(progress, cancel)
         report("Reading volume", 0.0)
+        inputs = self.detectorInputs(inputVolumeNode, maskNode, phaseNode, outputFiducialNode, outputTableNode)
+        result = pipeline.detect(inputs.array, inputs.geometry, config=config, mask=inputs.mask,
+                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=inputs.phase)
+        registration = None
+        if (config or DetectorConfig()).locate:
+            report("Locating (MNI registration)", 0.95)
+            located = location.locate(result, inputs.array, inputs.geometry, inputs.mask)
+            result, registration = located.result, located.registration
+        report("Creating markups", 0.96)
+        return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace, registration)
+
+    @staticmethod
+    def detectorInputs(inputVolumeNode, maskNode=None, phaseNode=None, outputFiducialNode=None,
+                       outputTableNode=None) -> DetectorInputs:
+        """Check that the nodes share one scene and copy the arrays the detector needs."""
         array, geometry = volumes.volume_to_array(inputVolumeNode)
         scene = inputVolumeNode.GetScene()
         if scene is None:
@@ -145,10 +179,16 @@ class CMBDetectorLogic:
                 raise CMBDetectorError(f"'{node.GetName()}' is not in the input volume's scene.")
         mask = None if maskNode is None else volumes.mask_to_array(maskNode, inputVolumeNode)
         phase = None if phaseNode is None else volumes.phase_to_array(phaseNode, inputVolumeNode)
+        return DetectorInputs(array, geometry, mask, phase)
 
-        result = pipeline.detect(array, geometry, config=config, mask=mask,
-                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=phase)
-        report("Creating markups", 0.96)
+    def loadResult(self, inputVolumeNode, result: DetectionResult, outputFiducialNode=None,
+                   outputTableNode=None, replace: bool = False, registration=None) -> ProcessResult:
+        """Write ``result`` (detected on ``inputVolumeNode``) as pending points plus a table, as
+        :meth:`process` does; on error the nodes it created are removed. ``registration``: the
+        location stage's, if it ran here (kept for the atlas overlay)."""
+        scene = inputVolumeNode.GetScene()
+        if scene is None:
+            raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is no longer in the scene.")
         with _rollback_on_error(scene):
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
                                                   replace, result)
@@ -157,7 +197,8 @@ class CMBDetectorLogic:
             fiducials.SetNodeReferenceID(markups.VOLUME_ROLE, inputVolumeNode.GetID())
             fiducials.SetNodeReferenceID(markups.TABLE_ROLE, table.GetID())
             tables.update_table(table, fiducials)
-        return ProcessResult(fiducials, table, result)
+            readout.update_counts_table(fiducials)
+        return ProcessResult(fiducials, table, result, registration)
 
     @staticmethod
     def _output_nodes(volume, fiducials, table, replace: bool, result: DetectionResult):
@@ -195,6 +236,7 @@ class CMBDetectorLogic:
         table = fiducialNode.GetNodeReference(markups.TABLE_ROLE)
         if table is not None:
             tables.update_table(table, fiducialNode)
+        readout.refresh_counts_table(fiducialNode)
 
     @staticmethod
     def _ijk(fiducialNode, ras):
@@ -204,6 +246,19 @@ class CMBDetectorLogic:
         """Set a point's review status (pending/accepted/rejected); refreshes the linked table."""
         markups.set_status(fiducialNode, index, status)
         self._refresh_table(fiducialNode)
+
+    def setPointRegion(self, fiducialNode, index: int, region: str) -> None:
+        """The reader's correction of a point's MARS region (its class follows); refreshes the table."""
+        markups.set_region(fiducialNode, index, region)
+        self._refresh_table(fiducialNode)
+
+    def showAtlasOverlay(self, volumeNode, registration=None, name: str | None = None):
+        """Add the MARS regions registered onto ``volumeNode`` as a new label map node with its
+        colour table (an optional overlay); returns the node. ``registration`` None registers
+        the volume now (e.g. after a background run)."""
+        if registration is None:
+            registration = location.register_to_template(*volumes.volume_to_array(volumeNode))
+        return atlas_overlay.add_overlay(volumeNode, registration, name)
 
     def getPointStatus(self, fiducialNode, index: int) -> str:
         return markups.get_status(fiducialNode, index)
@@ -235,6 +290,14 @@ class CMBDetectorLogic:
         """Write one row per point (atomic); returns the number of rows."""
         return tables.export_csv(tableOrFiducialNode, path)
 
+    def exportCounts(self, fiducialNode, path) -> readout.ReadOut:
+        """Write the review's counts (definite/possible by size, location, region and side) as CSV."""
+        return readout.write_counts_csv(fiducialNode, path)
+
+    def exportReport(self, fiducialNode, path, scanName: str | None = None) -> Path:
+        """Write the one-page HTML report (counts, pattern, a thumbnail per definite microbleed)."""
+        return report_page.write_report(fiducialNode, path, scanName)
+
     def saveMarkups(self, fiducialNode, path) -> None:
         """Write ``fiducialNode`` as .mrk.json (LPS on disk) atomically; the scene is not changed."""
         if not str(path).lower().endswith(".mrk.json"):
@@ -248,8 +311,9 @@ class CMBDetectorLogic:
     def processFile(self, path, outputDir, config: DetectorConfig | None = None,
                     progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
                     name: str | None = None, phasePath=None, overwrite: bool = False) -> FileOutputs:
-        """Detect CMBs in an image file; write ``<name>.mrk.json`` and ``<name>.csv`` to ``outputDir``
-        (and ``<name>.warnings.txt`` when the run warned).
+        """Detect CMBs in an image file; write ``<name>.mrk.json``, ``<name>.csv``,
+        ``<name>_counts.csv`` and ``<name>_report.html`` to ``outputDir`` (and ``<name>.warnings.txt``
+        when the run warned).
 
         ``phasePath`` None uses the phase image stored beside the scan (``X_phase.nii.gz`` or the
         BIDS ``part-phase`` file) if any. ``config.echo`` picks one echo of a multi-echo file. A
@@ -279,12 +343,15 @@ class CMBDetectorLogic:
             self.exportCSV(out.fiducialNode, csv_path)
             self.saveMarkups(out.fiducialNode, markups_path)
             outputs.write_warnings(output_dir, name, warnings)
+            counts_path, report_path = output_dir / f"{name}_counts.csv", output_dir / f"{name}_report.html"
+            counts = self.exportCounts(out.fiducialNode, counts_path)
+            self.exportReport(out.fiducialNode, report_path, name)
         except OSError as exc:
             raise CMBDetectorError(
                 f"Cannot write the results of '{scan.label}' to '{output_dir}' ({exc.strerror or exc}); "
                 "check the folder's permissions and free space.") from exc
         return FileOutputs(markups_path, csv_path, out.result.count, dict(out.result.timings), scan.phase_path,
-                           tuple(warnings))
+                           tuple(warnings), counts_path, report_path, readout.summary_fields(counts))
 
     def processDirectory(self, inputDir, outputDir, config: DetectorConfig | None = None,
                          progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
@@ -293,7 +360,7 @@ class CMBDetectorLogic:
         :func:`.scans.find_scans`); a failing scan is logged and skipped.
 
         The output folder is checked before any work. ``summary.csv`` (file, status, n_detections,
-        error, warnings) is rewritten atomically after each scan and lists skipped files (e.g.
+        error, warnings, then the counts of :data:`readout.SUMMARY_FIELDS`) is rewritten atomically after each scan and lists skipped files (e.g.
         .mgz) with the reason. Cancelling (or Ctrl-C / SIGTERM, re-raised afterwards) stops the
         batch: finished scans keep their outputs and the summary marks the rest "not run".
         """
@@ -343,7 +410,8 @@ class CMBDetectorLogic:
                 log.error("CMBDetector: %s failed: %s", scan.label, message)
                 batch.outcomes.append(ScanOutcome(scan.label, FAILED, None, message))
             else:
-                batch.outcomes.append(ScanOutcome(scan.label, OK, out.n_detections, warnings=out.warnings))
+                batch.outcomes.append(ScanOutcome(scan.label, OK, out.n_detections, warnings=out.warnings,
+                                                  counts=out.counts))
             self._write_summary(batch)
 
     def _stop(self, batch: BatchResult, rest: list) -> None:
@@ -363,7 +431,7 @@ class CMBDetectorLogic:
         writer.writerow(SUMMARY_COLUMNS)
         for o in batch.outcomes:
             writer.writerow([o.file, o.status, "" if o.n_detections is None else o.n_detections, o.error,
-                             " | ".join(o.warnings)])
+                             " | ".join(o.warnings)] + [o.counts.get(name, "") for name in readout.SUMMARY_FIELDS])
         try:
             atomic_write_text(batch.summary_path, text.getvalue())
             batch.summary_error = ""

@@ -2,8 +2,8 @@
 
 Storage (survives .mrk.json and .mrb save + reload): each control point has a record
 ``{"status", "source", "score", "diameter_mm", "candidate_score", "cnn_score", "yolo_score",
-"paramagnetic_score", "location", "ijk"}`` keyed by its control point ID in a measurement of the
-node (:mod:`.point_records`), which the Markups module does not show as an editable field; it
+"paramagnetic_score", "location", "region", "side", "ijk"}`` keyed by its control point ID in a
+measurement of the node (:mod:`.point_records`), which the Markups module does not show as an editable field; it
 is the single source of truth (labels and descriptions can be edited freely). Other features
 add fields with :func:`update_point_data`. Everything visible is derived from the records by
 :func:`apply_display` and saved too:
@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import vtk
 
+from CMBDetectorLib import results
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.regions import REGION_LOCATION, location_of
 from CMBDetectorLib.results import DetectionResult
 
 from . import point_records
@@ -60,6 +62,8 @@ class PointInfo:
     status: str
     source: str
     location: str
+    region: str = "unknown"  # MARS region; the reader may correct it (set_region)
+    side: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,8 @@ class ReviewCounts:
 
 @dataclass(frozen=True)
 class Summary:
-    """Points that are not rejected, counted by size class and by location."""
+    """Points that are not rejected, by size class and by location; ``count`` leaves out dark
+    spots wider than 10 mm (not microbleeds)."""
 
     count: int
     by_size: dict[str, int]
@@ -94,11 +99,7 @@ def _round(value, digits=4):
 
 
 def size_class(diameter_mm: float | None) -> str:
-    if diameter_mm is None:
-        return SIZE_CLASSES[3]
-    if diameter_mm < 5.0:
-        return SIZE_CLASSES[0]
-    return SIZE_CLASSES[1] if diameter_mm <= 10.0 else SIZE_CLASSES[2]
+    return SIZE_CLASSES[3] if diameter_mm is None else results.size_class(diameter_mm)
 
 
 def _check_index(node, index: int) -> None:
@@ -130,7 +131,8 @@ def fill_fiducials(node, result: DetectionResult) -> None:
             "status": PENDING, "source": DETECTOR, "score": _round(det.score),
             "diameter_mm": _round(det.diameter_mm, 2), "candidate_score": _round(det.candidate_score),
             "cnn_score": _round(det.cnn_score), "yolo_score": _round(det.yolo_score),
-            "paramagnetic_score": _round(det.paramagnetic_score), "location": det.location, "ijk": [_round(v, 3) for v in det.ijk]}
+            "paramagnetic_score": _round(det.paramagnetic_score), "location": det.location,
+            "region": det.region, "side": det.side, "ijk": [_round(v, 3) for v in det.ijk]}
     point_records.update_records(node, records, replace=True)
     node.SetAttribute(ATTRIBUTE_PREFIX + "Device", result.device)
     node.SetAttribute(ATTRIBUTE_PREFIX + "NumberOfCandidates", str(result.n_candidates))
@@ -177,7 +179,8 @@ def _point_info(node, index: int, data: dict) -> PointInfo:
         yolo_score=data.get("yolo_score"), paramagnetic_score=data.get("paramagnetic_score"),
         score=data.get("score"),
         status=data.get("status", ACCEPTED), source=data.get("source", READER),
-        location=data.get("location", "unknown"))
+        location=data.get("location", "unknown"), region=data.get("region", "unknown"),
+        side=data.get("side", "unknown"))
 
 
 def points(node) -> list[PointInfo]:
@@ -201,7 +204,8 @@ def set_status(node, index: int, status: str) -> None:
     _apply_point_display(node, index, status, pending_only=False)
 
 
-def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = None, location: str = "unknown") -> None:
+def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = None, location: str = "unknown",
+                      region: str = "unknown", side: str = "unknown") -> None:
     """Stamp an existing point (e.g. just placed by the user) as reader-added and accepted."""
     _check_index(node, index)
     was_modifying = node.StartModify()
@@ -209,7 +213,7 @@ def mark_reader_point(node, index: int, ijk=None, diameter_mm: float | None = No
     point_records.update_records(node, {index: {
         "status": ACCEPTED, "source": READER, "score": None, "diameter_mm": _round(diameter_mm, 2),
         "candidate_score": None, "cnn_score": None, "yolo_score": None, "paramagnetic_score": None,
-        "location": location,
+        "location": location, "region": region, "side": side,
         "ijk": None if ijk is None else [_round(v, 3) for v in ijk]}}, replace=True)
     _apply_point_display(node, index, ACCEPTED, pending_only=False)
     node.EndModify(was_modifying)
@@ -232,6 +236,14 @@ def add_reader_point(node, ras, ijk=None, diameter_mm: float | None = None, loca
     mark_reader_point(node, index, ijk=ijk, diameter_mm=diameter_mm, location=location)
     node.EndModify(was_modifying)
     return index
+
+
+def set_region(node, index: int, region: str) -> None:
+    """The reader's correction of point ``index``'s MARS region; the class follows the region,
+    the side is kept."""
+    if region != "unknown" and location_of(region) == "unknown":
+        raise CMBDetectorError(f"Unknown region '{region}'; use one of {', '.join(REGION_LOCATION)} or unknown.")
+    update_point_data(node, index, region=region, location=location_of(region))
 
 
 def _apply_point_display(node, index: int, status: str, pending_only: bool) -> None:
@@ -268,6 +280,6 @@ def summary(node) -> Summary:
     kept = [p for p in points(node) if p.status != REJECTED]
     by_size = Counter(size_class(p.diameter_mm) for p in kept)
     return Summary(
-        count=len(kept),
+        count=len(kept) - by_size.get(SIZE_CLASSES[2], 0),
         by_size={name: by_size.get(name, 0) for name in SIZE_CLASSES},
         by_location=dict(sorted(Counter(p.location for p in kept).items())))

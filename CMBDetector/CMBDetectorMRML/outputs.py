@@ -1,5 +1,5 @@
-"""Where a scan's results go: ``<name>.mrk.json``, ``<name>.csv`` and, when the run warned,
-``<name>.warnings.txt``. A ``.mrk.json`` that holds a review (points accepted, rejected or
+"""Where a scan's results go: ``<name>.mrk.json``, ``<name>.csv``, ``<name>_counts.csv``,
+``<name>_report.html`` and, when the run warned, ``<name>.warnings.txt``. A ``.mrk.json`` that holds a review (points accepted, rejected or
 added in Slicer) is never replaced unless asked: the new results get the next free
 ``<name>-runN`` name instead."""
 
@@ -13,7 +13,7 @@ from . import markups
 from .files import atomic_write_text
 from .scene import new_scene
 
-OUTPUT_SUFFIXES = (".mrk.json", ".csv", ".warnings.txt")
+OUTPUT_SUFFIXES = (".mrk.json", ".csv", "_counts.csv", "_report.html", ".warnings.txt")
 
 
 def is_reviewed(path) -> bool:

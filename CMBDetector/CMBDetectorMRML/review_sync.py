@@ -9,7 +9,8 @@ change
   records of deleted points, refreshes the others' fingerprints, recomputes the voxel (I, J, K)
   of a moved point and restores each point's colour from its status (the Markups module can
   toggle "selected"),
-- rebuilds the linked table (``markups.TABLE_ROLE``) and calls ``changed()``.
+- rebuilds the linked table (``markups.TABLE_ROLE``) and counts table (``readout.COUNTS_ROLE``)
+  and calls ``changed()``.
 
 Its own edits raise point events again; they are ignored while a sync runs, so it never recurses.
 While a point is dragged or placed in a view, edits wait for the drop, the click or the preview
@@ -23,7 +24,7 @@ from collections.abc import Callable
 import slicer
 import vtk
 
-from . import markups, point_records, tables, volumes
+from . import markups, point_records, readout, tables, volumes
 
 MARKUPS = slicer.vtkMRMLMarkupsNode
 EDIT_EVENTS = (MARKUPS.PointModifiedEvent, vtk.vtkCommand.ModifiedEvent)  # many per second while dragging
@@ -104,6 +105,7 @@ class ReviewSync:
             table = self.node.GetNodeReference(markups.TABLE_ROLE)
             if table is not None:
                 tables.update_table(table, self.node)
+            readout.refresh_counts_table(self.node)
         finally:
             self._busy = False
         if self._changed is not None:

@@ -14,8 +14,9 @@ from . import markups
 from .files import atomic_write_text
 
 COLUMNS = ("label", "R", "A", "S", "I", "J", "K", "diameter_mm", "candidate_score", "cnn_score",
-           "yolo_score", "paramagnetic_score", "score", "status", "source", "location")
-TEXT_COLUMNS = ("label", "status", "source", "location")
+           "yolo_score", "paramagnetic_score", "score", "status", "source", "location",
+           "region", "side", "size_class")
+TEXT_COLUMNS = ("label", "status", "source", "location", "region", "side", "size_class")
 
 
 def rows_from_fiducials(node) -> list[dict]:
@@ -27,7 +28,8 @@ def rows_from_fiducials(node) -> list[dict]:
             "label": p.label, "R": p.ras[0], "A": p.ras[1], "S": p.ras[2], "I": i, "J": j, "K": k,
             "diameter_mm": p.diameter_mm, "candidate_score": p.candidate_score, "cnn_score": p.cnn_score,
             "yolo_score": p.yolo_score, "paramagnetic_score": p.paramagnetic_score, "score": p.score, "status": p.status, "source": p.source,
-            "location": p.location})
+            "location": p.location, "region": p.region, "side": p.side,
+            "size_class": markups.size_class(p.diameter_mm)})
     return rows
 
 

@@ -3,6 +3,8 @@
 Seeds start at ``TEST_SEED0`` (training uses seeds below 10 000, threshold tuning
 ``VALIDATION_SEED0``); every fourth scan is a
 1.5 T 2D GRE and every sixth has no microbleed, so both hard cases are always in the set.
+The stress set (``STRESS_SEED0``) is a protocol family outside the training ranges with the
+engine's STRESS randomisation; no training or tuning recipe draws from it.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import numpy as np
 
 from ..candidates import MIN_RESPONSE
 from ..config import DetectorConfig
+from ..phase_rule import PhaseRule
 from ..pipeline import final_scores, score_candidates, select
+from ..postprocess import nms_3d
 from .metrics import lesion_metrics, match_candidates, match_detections, subject_metrics
 
 TEST_SEED0 = 100_000
 VALIDATION_SEED0 = 50_000
+STRESS_SEED0 = 900_000
+NO_RULE = PhaseRule(diamagnetic_cutoff=-np.inf, phase_may_raise=True)  # the phase fusion as it is
 FROC_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
@@ -31,6 +37,8 @@ class ScanOutcome:
     protocol: str = ""  # "3D SWI" or "2D GRE"
     candidate_hits: int = 0  # microbleeds with a candidate within radius + 2 mm, before suppression
     n_candidates: int = 0
+    rule_rows: dict | None = None  # candidates YOLO scored: ras, diam, magnitude, with_phase, paramagnetic
+    calc_ras: np.ndarray | None = None  # calcification centres
 
 
 def test_scan(n: int, seed0: int = TEST_SEED0):
@@ -43,6 +51,18 @@ def test_scan(n: int, seed0: int = TEST_SEED0):
     return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None)
 
 
+def stress_scan(n: int, seed0: int = STRESS_SEED0):
+    """The n-th scan of the stress set: a stress-family protocol and the STRESS randomisation
+    (every sixth scan without microbleeds)."""
+    from ..synth import generate_scan
+    from ..synth.acquisition import sample_stress_protocol
+    from ..synth.randomisation import STRESS
+
+    seed = seed0 + n
+    protocol = sample_stress_protocol(np.random.default_rng(seed))
+    return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=STRESS)
+
+
 def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     """Score every candidate once and keep the detections of each ablation variant; the last,
     "fused+phase", also uses the scan's phase image."""
@@ -50,11 +70,12 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     scored = score_candidates(scan.magnitude, scan.geometry, config, phase=scan.phase)
     variants = {}
     response = scored.candidates.response
+    magnitude = final_scores(scored, config.models_dir, use_phase=False)
     for name, scores, floor in (
         ("candidates", response, MIN_RESPONSE),
         ("cnn", scored.cnn, 0.0),
         ("cnn+yolo", (scored.cnn + np.nan_to_num(scored.yolo)) / 2, 0.0),  # plain mean, before the fusion
-        ("fused", final_scores(scored, config.models_dir, use_phase=False), 0.0),
+        ("fused", magnitude, 0.0),
         ("fused+phase", final_scores(scored, config.models_dir), 0.0),
     ):
         result = select(scored, scores, floor)
@@ -63,8 +84,34 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
         variants[name] = (ras, score)
     hit = match_candidates(scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[:, ::-1]), gt_ras, gt_diam)
     hits = len(np.unique(hit[hit >= 0]))
+    look = np.flatnonzero(np.isfinite(scored.yolo))
+    rule_rows = {"ras": scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[look][:, ::-1]),
+                 "diam": scored.candidates.diameter_mm[look], "magnitude": magnitude[look],
+                 "with_phase": final_scores(scored, config.models_dir, rule=NO_RULE)[look],
+                 "paramagnetic": scored.paramagnetic[look]}
+    calc = np.array([o.center_ras for o in scan.objects if o.kind == "calcification"], float).reshape(-1, 3)
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
-                       hits, len(response))
+                       hits, len(response), rule_rows, calc)
+
+
+def rule_variant(outcome: ScanOutcome, rule: PhaseRule) -> tuple[np.ndarray, np.ndarray]:
+    """Detections (ras, scores) of the phase fusion bounded by ``rule``, at threshold 0 (NMS on
+    the scored candidates, as :func:`..pipeline.select` does)."""
+    rows = outcome.rule_rows
+    scores = rule.apply(rows["with_phase"], rows["magnitude"], rows["paramagnetic"])
+    keep = nms_3d(rows["ras"], scores, rows["diam"])
+    return rows["ras"][keep], scores[keep]
+
+
+def calcifications_reported(outcomes: list[ScanOutcome], variant: str, threshold: float, reach_mm: float = 3.0) -> int:
+    """Detections at or above ``threshold`` within ``reach_mm`` of a calcification centre."""
+    n = 0
+    for o in outcomes:
+        ras, scores = o.variants[variant]
+        ras = ras[scores >= threshold]
+        if len(ras) and len(o.calc_ras):
+            n += int((np.linalg.norm(ras[:, None] - o.calc_ras[None], axis=2).min(1) <= reach_mm).sum())
+    return n
 
 
 def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_threshold: float | None = None) -> dict:

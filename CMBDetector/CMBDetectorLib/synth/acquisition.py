@@ -90,6 +90,37 @@ def sample_protocol(rng: np.random.Generator, kind: str | None = None,
                                (n_ip, n_ip, n_k), round(float(snr), 1), round(float(tr), 1), round(float(flip), 1))
 
 
+TRAINING_SLICES_MM = {"swi3d": (1.0, 2.0), "gre2d": (4.0, 5.0)}  # what sample_protocol draws
+TRAINING_TE_MS = (15.0, 40.0)
+STRESS_FAMILY = (  # B0 (T), TE range (ms), slice range (mm): outside every training range
+    (7.0, (8.0, 12.0), (2.5, 3.0)),
+    (3.0, (45.0, 55.0), (2.5, 3.0)),
+)
+
+
+def in_training_ranges(protocol: AcquisitionProtocol) -> bool:
+    """Whether ``sample_protocol`` can draw this protocol's field, TE and slice thickness."""
+    lo, hi = TRAINING_SLICES_MM[protocol.kind]
+    return (protocol.field_strength_t in FIELDS and TRAINING_TE_MS[0] <= protocol.te_ms <= TRAINING_TE_MS[1]
+            and lo <= protocol.spacing_mm[2] <= hi)
+
+
+def sample_stress_protocol(rng: np.random.Generator) -> AcquisitionProtocol:
+    """A protocol of the stress test family: 7 T short TE or 3 T long TE, 3D SWI with 2.5-3 mm
+    slices; field or TE and the slice thickness all lie outside the training ranges."""
+    b0, (te0, te1), (s0, s1) = STRESS_FAMILY[int(rng.integers(len(STRESS_FAMILY)))]
+    te = rng.uniform(te0, te1)
+    s_ip = rng.uniform(0.8, 1.0)
+    s_k = float(np.round(rng.uniform(s0, s1), 1))
+    n_ip = min(256, 2 * int(round(rng.uniform(220, 240) / s_ip / 2)))
+    n_k = int(np.clip(round(rng.uniform(110, 150) / s_k), 36, 60))
+    snr = rng.uniform(20, 45)
+    tr = rng.uniform(25, 35)
+    flip = rng.uniform(8, 13)
+    return AcquisitionProtocol(b0, round(float(te), 2), "swi3d", (round(s_ip, 3), round(s_ip, 3), s_k),
+                               (n_ip, n_ip, n_k), round(float(snr), 1), round(float(tr), 1), round(float(flip), 1))
+
+
 def scan_geometry(protocol: AcquisitionProtocol, shape_ijk, direction, center_ras) -> Geometry:
     """Geometry of a grid centred on ``center_ras`` with the given RAS direction."""
     spacing = np.asarray(protocol.spacing_mm, float)
@@ -113,11 +144,12 @@ def _smooth_profile(rng, n: int, amplitude: float) -> np.ndarray:
     return sum(c * np.cos(np.pi * (o + 1) * x + rng.uniform(0, np.pi)) for o, c in enumerate(coefs))
 
 
-def bias_field(rng: np.random.Generator, shape_kji, b0_t: float) -> np.ndarray:
-    """Smooth receive-coil bias: separable low-order profiles times a central (dielectric) bump."""
-    amp = 0.12 if b0_t < 2 else 0.2
+def bias_field(rng: np.random.Generator, shape_kji, b0_t: float, scale: float = 1.0) -> np.ndarray:
+    """Smooth receive-coil bias: separable low-order profiles times a central (dielectric) bump;
+    ``scale`` multiplies both amplitudes."""
+    amp = (0.12 if b0_t < 2 else 0.2) * scale
     prof = [np.exp(_smooth_profile(rng, n, amp)).astype(np.float32) for n in shape_kji]
-    centre = np.float32(rng.uniform(0.0, 0.25 if b0_t >= 2 else 0.05))
+    centre = np.float32(rng.uniform(0.0, 0.25 if b0_t >= 2 else 0.05) * scale)
     width = rng.uniform(0.35, 0.5)
     bump = [np.exp(-((np.linspace(-0.5, 0.5, n) / width) ** 2)).astype(np.float32) for n in shape_kji]
     field = 1 + centre * bump[0][:, None, None] * bump[1][None, :, None] * bump[2][None, None, :]

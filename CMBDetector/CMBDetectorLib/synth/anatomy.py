@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from ..errors import CMBDetectorError
 from .physics import AIR_CHI_PPM, IRON_CHI_PER_R2S_SLOPE, TISSUES, Contrast
+from .randomisation import atrophy_fractions
 
 MARGIN_MM = 26  # room around the brain for CSF, skull and scalp
 BOTTOM_PAD_MM = 20  # the template stops at the medulla: extend it downwards
@@ -295,10 +296,13 @@ def _texture(rng: np.random.Generator, shape, amplitude: float = 0.04) -> np.nda
 
 
 def scan_maps(atlas: Atlas, contrast: Contrast, shell: HeadShell, cavities, tissue_scale: dict,
-              rng: np.random.Generator):
-    """Per-scan template-space signal magnitude and susceptibility (ppm) maps."""
+              rng: np.random.Generator, atrophy: float = 0.0):
+    """Per-scan template-space signal magnitude and susceptibility (ppm) maps; ``atrophy`` > 0
+    widens sulci and ventricles (:func:`.randomisation.atrophy_fractions`)."""
     sig = {t: TISSUES[t].signal(contrast) * tissue_scale.get(t, 1.0) for t in ("gm", "wm", "csf")}
-    signal = atlas.gm * sig["gm"] + atlas.wm * sig["wm"] + atlas.csf * sig["csf"]
+    gm, wm, csf_in = atrophy_fractions(atlas.gm, atlas.wm, atlas.csf, atrophy)
+    signal = gm * sig["gm"] + wm * sig["wm"] + csf_in * sig["csf"]
+    del csf_in
     csf_lut, outer_lut = _shell_luts(shell, contrast)
     csf = csf_lut[atlas.dist_q]
     env = np.clip(atlas.env_q * _thickness_scale(rng, atlas.shape), 0, 255).astype(np.uint8)
@@ -307,7 +311,8 @@ def scan_maps(atlas: Atlas, contrast: Contrast, shell: HeadShell, cavities, tiss
     signal *= _texture(rng, atlas.shape)
     box = _nonzero_box(atlas.iron)
     signal[box] *= np.exp(-contrast.te_s * contrast.b0_t * atlas.iron[box])
-    chi = atlas.gm * np.float32(TISSUES["gm"].chi_ppm) + atlas.wm * np.float32(TISSUES["wm"].chi_ppm)
+    chi = gm * np.float32(TISSUES["gm"].chi_ppm) + wm * np.float32(TISSUES["wm"].chi_ppm)
+    del gm, wm
     chi[box] += IRON_CHI_PER_R2S_SLOPE * atlas.iron[box]
     min_dist = (shell.csf + 1.0) / DIST_STEP_MM
     for cav in cavities:

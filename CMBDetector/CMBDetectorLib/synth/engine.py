@@ -12,11 +12,12 @@ from .acquisition import (AcquisitionProtocol, add_rician_noise, bias_field, fin
                           scan_geometry)
 from .anatomy import Atlas, load_atlas, sample_cavities, sample_shell, scan_maps
 from .objects import (Sphere, SyntheticObject, iron_nuclei, sample_calcifications, sample_cmb_count,
-                      sample_cmbs)
+                      sample_cmbs, shrink_some)
 from .physics import (TISSUES, dipole_fields, gradient_dephasing, phase_per_ppm, sphere_block, swi_phase_mask,
                       venous_signal)
 from .pose import GridMapping, HeadPose, sample_direction, sample_pose
-from .vessels import VENOUS_CHI_PPM, Vessel, render_tubes, sample_vessels, tube_segments
+from .randomisation import OFF, Randomisation, gibbs_ringing, motion_ghosts
+from .vessels import VENOUS_CHI_PPM, Vessel, render_tubes, sample_vessels, through_slice_veins, tube_segments
 
 FOV_CENTER_MNI = np.array([0.0, -17.0, 8.0])
 LOWPASS_SIGMA_MM = 4.0  # scale of the background field removed by SWI high-pass filtering
@@ -78,15 +79,18 @@ class Revisit:
 
 
 def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb: int | None = None,
-                  skull_stripped: bool | None = None, shape=None, revisit: Revisit | None = None) -> SyntheticScan:
+                  skull_stripped: bool | None = None, shape=None,
+                  randomisation: Randomisation = OFF, revisit: Revisit | None = None) -> SyntheticScan:
     """Generate one reproducible synthetic scan (same seed -> identical arrays).
 
     ``protocol`` None draws one; ``n_cmb`` None draws a skewed count (0-30); ``skull_stripped``
-    None picks at random; ``shape`` (i, j, k) overrides the protocol's matrix; ``revisit``
-    scans the same head again at a later visit (see :class:`Revisit`).
+    None picks at random; ``shape`` (i, j, k) overrides the protocol's matrix;
+    ``randomisation`` sets the domain-randomisation knobs (:mod:`.randomisation`; OFF: none);
+    ``revisit`` scans the same head again at a later visit (see :class:`Revisit`).
     """
-    streams = np.random.default_rng(seed).spawn(6)  # independent streams: anatomy does not depend on the grid
-    r_case, r_pose, r_anatomy, r_veins, r_objects, r_acquisition = streams
+    streams = np.random.default_rng(seed).spawn(7)  # independent streams: anatomy does not depend on the grid
+    r_case, r_pose, r_anatomy, r_veins, r_objects, r_acquisition, r_knobs = streams
+    knobs = randomisation.draw(r_knobs)
     drawn = sample_protocol(r_case)
     protocol = protocol or drawn
     if shape is not None:
@@ -100,8 +104,14 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
 
     shape_ijk = protocol.grid_shape()
     pose = sample_pose(r_pose)
+    pose = replace(pose, scale=pose.scale * knobs.head_scale)
     direction = sample_direction(r_pose)
     center = pose.to_scanner(FOV_CENTER_MNI)[0] + r_pose.normal(0, 1, 3) * [4, 4, 5]
+    if knobs.fov_fraction < 1:  # partial-brain slab, moved up or down inside the head
+        n_k = max(8, int(round(shape_ijk[2] * knobs.fov_fraction)))
+        center = center + direction[:, 2] * knobs.fov_shift * (shape_ijk[2] - n_k) / 2 * protocol.spacing_mm[2]
+        shape_ijk = (shape_ijk[0], shape_ijk[1], n_k)
+        protocol = replace(protocol, shape=shape_ijk)
     if revisit is not None:
         rotation = np.asarray(revisit.rotation, float)
         pose = HeadPose(rotation @ pose.rotation, pose.scale, revisit.apply(pose.center_scan)[0])
@@ -111,16 +121,18 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
     n_sub = protocol.slice_subsamples
     fine = fine_geometry(geometry, n_sub)
     fine_shape = (shape_ijk[2] * n_sub, shape_ijk[1], shape_ijk[0])
-    mapping = GridMapping(fine, fine_shape, pose, atlas.origin, r_pose, r_pose.uniform(1.5, 3.5), center)
+    mapping = GridMapping(fine, fine_shape, pose, atlas.origin, r_pose, r_pose.uniform(1.5, 3.5) * knobs.warp_scale,
+                          center)
     place = _Placement(mapping, fine, n_sub, float(np.prod(pose.scale) ** (1 / 3)))
 
     shell, cavities = sample_shell(r_anatomy), sample_cavities(r_anatomy)
     tissue_scale = {t: r_anatomy.uniform(0.93, 1.07) for t in ("gm", "wm", "csf")}
-    signal_map, chi_map = scan_maps(atlas, contrast, shell, cavities, tissue_scale, r_anatomy)
+    signal_map, chi_map = scan_maps(atlas, contrast, shell, cavities, tissue_scale, r_anatomy, knobs.atrophy)
     signal, chi, brain = _resample(mapping, (signal_map, chi_map, atlas.brain))
     del signal_map, chi_map
 
-    vessels = sample_vessels(r_veins, atlas)
+    vessels = sample_vessels(r_veins, atlas, knobs.medullary_density)
+    vessels += through_slice_veins(knobs.rng, atlas, knobs.through_slice_veins)
     dchi_vein = r_veins.uniform(*VENOUS_CHI_PPM)
     cplx = _add_veins(signal, chi, vessels, atlas, place, contrast, dchi_vein)
     del signal
@@ -129,16 +141,19 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
     del chi, brain
 
     spheres = sample_cmbs(r_objects, atlas, n_cmb) + sample_calcifications(r_objects, atlas)
+    spheres += sample_cmbs(knobs.rng, atlas, knobs.cmb_like_calcifications, "calcification", tuple(spheres))
+    spheres = shrink_some(knobs.rng, spheres, knobs.small_cmb_fraction)
     if revisit is not None and revisit.n_new_cmb:
-        spheres += sample_cmbs(r_new, atlas, revisit.n_new_cmb, existing=spheres)
+        spheres += sample_cmbs(r_new, atlas, revisit.n_new_cmb, avoid=tuple(spheres))
     labels = np.zeros(cplx.shape, np.uint16)
     objects = _add_spheres(cplx, labels, spheres, atlas, place, geometry, b0, te)
     objects += _mimic_objects(atlas, place, geometry, cplx.shape, vessels, cavities, b0, te, dchi_vein)
 
     gain = r_acquisition.uniform(600, 1000) / TISSUES["csf"].signal(contrast)
-    cplx *= bias_field(r_acquisition, cplx.shape, b0) * np.float32(gain)
-    sigma = gain * TISSUES["wm"].signal(contrast) / protocol.snr
+    cplx *= bias_field(r_acquisition, cplx.shape, b0, knobs.bias_scale) * np.float32(gain)
+    sigma = gain * TISSUES["wm"].signal(contrast) / (protocol.snr * knobs.snr_scale)
     cplx = add_rician_noise(r_acquisition, cplx, sigma)
+    cplx = motion_ghosts(knobs.rng, gibbs_ringing(cplx, knobs.kspace_kept), knobs.motion_rad)
     cplx *= np.exp(np.complex64(-1j * phase_per_ppm(b0, te)) * low)
     magnitude = np.abs(cplx)
     phase = np.angle(cplx).astype(np.float32)
@@ -223,7 +238,8 @@ def _add_spheres(cplx, labels, spheres: list[Sphere], atlas, place, geometry: Ge
             label = len([o for o in out if o.is_cmb]) + 1
             _label_sphere(labels, geometry, center, radius, label)
         out.append(SyntheticObject(sph.kind, tuple(float(v) for v in center), _apparent_diameter(block, geometry),
-                                   2 * radius, sph.kind == "cmb", label, sph.location))
+                                   2 * radius, sph.kind == "cmb", label, sph.location,
+                                   tuple(float(v) for v in sph.center_mni)))
     return out
 
 

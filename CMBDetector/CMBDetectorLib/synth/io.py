@@ -12,7 +12,8 @@ from ..errors import CMBDetectorError
 from ..geometry import write_image
 from .objects import SyntheticObject
 
-CSV_COLUMNS = ("kind", "R", "A", "S", "diameter_mm", "true_diameter_mm", "is_cmb", "label", "location")
+CSV_COLUMNS = ("kind", "R", "A", "S", "diameter_mm", "true_diameter_mm", "is_cmb", "label", "location",
+               "MNI_R", "MNI_A", "MNI_S")
 
 
 class ScanPaths(NamedTuple):
@@ -32,7 +33,8 @@ def write_objects_csv(path, objects) -> Path:
         writer.writerow(CSV_COLUMNS)
         for o in objects:
             writer.writerow([o.kind, *(f"{v:.3f}" for v in o.center_ras), f"{o.diameter_mm:.3f}",
-                             f"{o.true_diameter_mm:.3f}", int(o.is_cmb), o.label, o.location])
+                             f"{o.true_diameter_mm:.3f}", int(o.is_cmb), o.label, o.location,
+                             *([f"{v:.3f}" for v in o.template_ras] if o.template_ras else ["", "", ""])])
     return path
 
 
@@ -49,9 +51,14 @@ def read_objects_csv(path) -> list[SyntheticObject]:
             kind=r["kind"], center_ras=(float(r["R"]), float(r["A"]), float(r["S"])),
             diameter_mm=float(r["diameter_mm"]), true_diameter_mm=float(r["true_diameter_mm"]),
             is_cmb=r["is_cmb"].strip().lower() in ("1", "true", "yes"), label=int(r["label"]),
-            location=r.get("location") or "") for r in rows]
+            location=r.get("location") or "", template_ras=_template_ras(r)) for r in rows]
     except (KeyError, ValueError) as exc:
         raise CMBDetectorError(f"'{path}' is not a synthetic objects CSV (columns {', '.join(CSV_COLUMNS)}).") from exc
+
+
+def _template_ras(row: dict) -> tuple | None:
+    values = [row.get(f"MNI_{axis}") for axis in "RAS"]
+    return tuple(float(v) for v in values) if all(values) else None
 
 
 def write_scan(scan, out_dir, name: str, magnitude_dtype=np.float32) -> ScanPaths:

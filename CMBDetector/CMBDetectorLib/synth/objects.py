@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +24,7 @@ class SyntheticObject:
     is_cmb: bool = False
     label: int = 0
     location: str = ""
+    template_ras: tuple | None = None  # MNI152 2009a position before the pose (CMBs, calcifications)
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,13 @@ def sample_cmb_count(rng: np.random.Generator) -> int:
     return int(min(MAX_CMB, 1 + rng.negative_binomial(1, 0.3)))
 
 
-def sample_cmbs(rng: np.random.Generator, atlas: Atlas, n: int, existing=()) -> list[Sphere]:
+def sample_cmbs(rng: np.random.Generator, atlas: Atlas, n: int, kind: str = "cmb",
+                avoid: tuple = ()) -> list[Sphere]:
     """``n`` haemosiderin spheres in lobar, deep and infratentorial tissue, not overlapping each
-    other or the ``existing`` spheres."""
+    other or the spheres ``avoid``. ``kind`` "calcification" draws the same sizes, |dchi|, core
+    signal and locations with diamagnetic dchi: calcifications that only the phase tells apart."""
     out: list[Sphere] = []
+    sign = -1.0 if kind == "calcification" else 1.0
     for _ in range(n):
         loc = LOCATIONS[rng.choice(3, p=LOCATION_WEIGHTS)]
         cand = atlas.regions[loc]
@@ -57,8 +61,8 @@ def sample_cmbs(rng: np.random.Generator, atlas: Atlas, n: int, existing=()) -> 
         inside = float(rng.uniform(0.02, 0.15))
         for _ in range(50):
             center = atlas.index_to_ras(cand[rng.integers(len(cand))] + rng.uniform(-0.5, 0.5, 3))
-            if all(np.linalg.norm(center - s.center_mni) > radius + s.radius_mm + 4 for s in (*existing, *out)):
-                out.append(Sphere("cmb", center, radius, dchi, inside, loc))
+            if all(np.linalg.norm(center - s.center_mni) > radius + s.radius_mm + 4 for s in (*avoid, *out)):
+                out.append(Sphere(kind, center, radius, sign * dchi, inside, loc))
                 break
     return out
 
@@ -99,3 +103,12 @@ def iron_nuclei() -> list[tuple[np.ndarray, float]]:
             d = 2 * float(np.prod(nuc.radii) ** (1 / 3))
             out += [(np.asarray(c, float), d) for c in mirrored(nuc.center, nuc.bilateral)]
     return out
+
+
+def shrink_some(rng: np.random.Generator, spheres: list[Sphere], fraction: float) -> list[Sphere]:
+    """Redraw ``fraction`` of the spheres placed in tissue (microbleeds and microbleed-like
+    calcifications, not the anatomical calcifications) at 1.0-1.6 mm true diameter."""
+    if fraction <= 0:
+        return spheres
+    return [replace(s, radius_mm=float(rng.uniform(0.5, 0.8))) if s.location and rng.random() < fraction else s
+            for s in spheres]

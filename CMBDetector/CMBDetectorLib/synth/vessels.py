@@ -163,12 +163,45 @@ def _deep(rng, atlas: Atlas) -> list[Vessel]:
     return out
 
 
-def sample_vessels(rng: np.random.Generator, atlas: Atlas) -> list[Vessel]:
-    """A complete random venous tree in template space."""
+def sample_vessels(rng: np.random.Generator, atlas: Atlas, medullary_density: float = 1.0) -> list[Vessel]:
+    """A complete random venous tree in template space (``medullary_density`` scales the
+    medullary vein count)."""
     vessels = [_superior_sagittal(rng, atlas)] + _deep(rng, atlas)
     vessels += _cortical(rng, atlas, int(rng.integers(50, 80)))
-    vessels += _medullary(rng, atlas, int(rng.integers(150, 300)))
+    vessels += _medullary(rng, atlas, int(round(int(rng.integers(150, 300)) * medullary_density)))
     return vessels
+
+
+def through_slice_veins(rng: np.random.Generator, atlas: Atlas, n: int) -> list[Vessel]:
+    """``n`` tortuous veins in brain tissue running within ~25 deg of template S (about B0),
+    each with a branch half of the time: dots on axial slices, tubes on the others."""
+    if n <= 0:
+        return []
+    seeds = np.concatenate([atlas.regions["lobar"], atlas.regions["deep"]])
+    start = atlas.index_to_ras(seeds[rng.integers(len(seeds), size=n)] + rng.uniform(-0.5, 0.5, (n, 3)))
+    tilt = rng.normal(0, 0.3, (n, 3)) * [1, 1, 0] + [0, 0, 1]
+    sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None]
+    axis = _unit(tilt) * sign
+
+    def along(p):
+        return axis
+
+    noise = rng.uniform(0.05, 0.3)  # tortuosity of this scan's veins
+    paths = _walk(rng, atlas, start, axis, 24, 1.0, along, noise)
+    lengths, radii = rng.integers(8, 25, n), rng.uniform(0.3, 0.8, n)
+    out = []
+    for path, length, r in zip(paths, lengths, radii):
+        inside = np.flatnonzero(atlas.sample("brain", path) < 0.5)
+        end = min(length, inside[0] if inside.size else length)
+        if end < 4:
+            continue
+        out.append(Vessel("through_slice", path[:end], np.linspace(0.7 * r, r, end)))
+        if rng.random() < 0.5:
+            p0 = path[rng.integers(end)][None]
+            branch = _walk(rng, atlas, p0, rng.normal(0, 1, (1, 3)), int(rng.integers(4, 10)), 1.0, np.zeros_like,
+                           0.3)[0]
+            out.append(Vessel("through_slice", branch, np.full(len(branch), 0.6 * r)))
+    return out
 
 
 def render_tubes(ijk_to_ras: np.ndarray, shape_kji, segments: np.ndarray, radii: np.ndarray):

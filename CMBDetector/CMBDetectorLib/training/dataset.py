@@ -59,15 +59,17 @@ def _ranker(models_dir: Path | None):
     return CandidateClassifier(models_dir, "cpu").score
 
 
-def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: int = 0) -> ScanExamples:
+def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: int = 0,
+                        wide: bool = False) -> ScanExamples:
     from ..synth import generate_scan, sample_protocol
+    from ..synth.randomisation import OFF, WIDE
 
     rng = np.random.default_rng(seed)
     n_cmb = 0 if rng.random() < NEGATIVE_SCAN_FRACTION else int(rng.integers(2, 13))
     protocol = None
     if gre15_every and seed % gre15_every == 0:
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5)
-    scan = generate_scan(seed, protocol=protocol, n_cmb=n_cmb)
+    scan = generate_scan(seed, protocol=protocol, n_cmb=n_cmb, randomisation=WIDE if wide else OFF)
     return scan_examples(scan.magnitude, scan.geometry, *scan.cmb_truth(), np.random.default_rng(seed),
                          ranker=_ranker(mine_with))
 
@@ -79,13 +81,15 @@ def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None) -> Sc
                          ranker=_ranker(mine_with))
 
 
-def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = None, gre15_every: int = 0) -> Path:
+def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = None, gre15_every: int = 0,
+          wide: bool = False) -> Path:
     """Examples from synthetic seeds (ints) or annotated (image, csv) pairs into one ``.npz``;
     ``mine_with`` (a models folder) picks negatives that folder's CNN gets most wrong;
-    ``gre15_every`` > 0 makes every such seed a 1.5 T thick-slice 2D GRE (the hardest protocol)."""
+    ``gre15_every`` > 0 makes every such seed a 1.5 T thick-slice 2D GRE (the hardest protocol);
+    ``wide`` generates the synthetic scans with the engine's WIDE domain randomisation."""
     sources = list(sources)
     synthetic = bool(sources) and isinstance(sources[0], int)
-    fn = partial(_synthetic_examples, gre15_every=gre15_every) if synthetic else _file_examples
+    fn = partial(_synthetic_examples, gre15_every=gre15_every, wide=wide) if synthetic else _file_examples
     parts: list[ScanExamples] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with), sources), 1):
@@ -117,6 +121,8 @@ def main(argv=None):
                         help="hard-negative mining: pick the negatives this folder's CNN scores highest")
     parser.add_argument("--gre15-every", type=int, default=0, metavar="N",
                         help="synthetic only: seeds divisible by N are 1.5 T 2D GRE scans")
+    parser.add_argument("--wide", action="store_true",
+                        help="synthetic only: the WIDE domain randomisation (through-slice veins, atrophy, ...)")
     args = parser.parse_args(argv)
     if args.synthetic:
         first, last = (int(v) for v in args.synthetic.split(":"))
@@ -125,7 +131,8 @@ def main(argv=None):
         sources = find_annotated_scans(args.folder)
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
-    build(sources, args.out, workers=args.workers, mine_with=args.mine_with, gre15_every=args.gre15_every)
+    build(sources, args.out, workers=args.workers, mine_with=args.mine_with, gre15_every=args.gre15_every,
+          wide=args.wide)
 
 
 if __name__ == "__main__":

@@ -59,12 +59,14 @@ def fake_detect(monkeypatch):
     """Replace ``pipeline.detect`` with a stand-in returning detections at fixed voxel indices.
 
     Call ``fake_detect(ijk_points, ...)``; the returned list records every call's arguments.
+    The location stage is stood in for too (detections keep the given locations) unless
+    ``fake_detect(..., real_location=True)``.
     """
-    from CMBDetectorLib import pipeline
+    from CMBDetectorLib import location, pipeline
 
     calls = []
 
-    def install(ijk_points, **kwargs):
+    def install(ijk_points, real_location: bool = False, **kwargs):
         def detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None):
             calls.append({"array": array, "geometry": geometry, "config": config, "mask": mask, "phase": phase})
             for fraction, stage in ((0.0, "Checking input"), (0.5, "3D CNN"), (1.0, "Done")):
@@ -77,6 +79,8 @@ def fake_detect(monkeypatch):
             return result_from_ijk(geometry, ijk_points, **kwargs)
 
         monkeypatch.setattr(pipeline, "detect", detect)
+        if not real_location:
+            monkeypatch.setattr(location, "locate", lambda result, *args, **kw: location.Located(result, None))
         return calls
 
     return install

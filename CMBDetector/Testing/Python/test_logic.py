@@ -111,7 +111,7 @@ def test_review_changes_status_counts_table_and_csv(applied, tmp_path):
         assert [r["status"] for r in rows] == statuses and rows[4]["source"] == "reader"
         assert rows[4]["score"] == "" and float(rows[4]["diameter_mm"]) == 4.0
     summary = logic.summary(fiducials)
-    assert summary.count == 4
+    assert summary.count == 3  # the 11 mm point is not a microbleed
     assert summary.by_size == {"<5 mm": 3, "5-10 mm": 0, ">10 mm": 1, "unknown size": 0}
     with pytest.raises(CMBDetectorError, match="Unknown review status"):
         logic.setPointStatus(fiducials, 0, "maybe")
@@ -307,7 +307,8 @@ def test_cancel_in_scan_k_keeps_earlier_scans(tmp_path, fake_detect):
     assert [(o.file, o.status) for o in batch.outcomes] == expected
     assert [(r["file"], r["status"]) for r in read_csv(tmp_path / "out" / "summary.csv")] == expected
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["scan1.csv", "scan1.mrk.json", "scan2.csv", "scan2.mrk.json", "summary.csv"]
+    assert written == ["scan1.csv", "scan1.mrk.json", "scan1_counts.csv", "scan1_report.html", "scan2.csv",
+                       "scan2.mrk.json", "scan2_counts.csv", "scan2_report.html", "summary.csv"]
 
 
 def test_batch_pairs_each_scan_with_its_phase_image(tmp_path, fake_detect, capsys):

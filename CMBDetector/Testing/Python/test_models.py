@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from CMBDetectorLib.cnn import CNN_WEIGHTS, PATCH_SIZE, CandidateClassifier, build_model, standardise, views
+from CMBDetectorLib.cnn import CNN_WEIGHTS, PATCH_SIZE, PLAIN_PASS_SHARE, CandidateClassifier, build_model, standardise, views
 from CMBDetectorLib.config import MODELS_DIR
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.patches import extract_patches
@@ -77,3 +77,12 @@ def test_missing_and_corrupt_weights(tmp_path, loader, name):
     (tmp_path / name).write_bytes(data[: len(data) // 3])
     with pytest.raises(CMBDetectorError, match=name):
         loader(tmp_path, "cpu")
+
+
+def test_cnn_reports_progress_per_batch():
+    clf = CandidateClassifier(MODELS_DIR, "cpu")
+    image = (1.0 + np.random.default_rng(2).normal(0, 0.05, (40, 40, 40))).astype(np.float32)
+    seen = []
+    clf.score(image, np.array([[14, 14, 14], [26, 26, 26]]), batch_size=1, tta_gate=1e-9, progress=seen.append)
+    share = PLAIN_PASS_SHARE  # each batch of the plain pass, then of the 16-view pass
+    assert seen == pytest.approx([0.0, share / 2, share, share + (1 - share) / 2])

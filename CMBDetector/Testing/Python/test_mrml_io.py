@@ -116,7 +116,8 @@ def test_outputs_get_the_normal_mode_under_the_umask(tmp_path, fake_detect, umas
         for _ in range(2):  # a rewritten summary keeps the mode too
             CMBDetectorLogic().processDirectory(tmp_path / "in", tmp_path / "out", overwrite=True)
             modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
-            assert modes == {"scan1.csv": mode, "scan1.mrk.json": mode, "summary.csv": mode}
+            assert modes == {"scan1.csv": mode, "scan1.mrk.json": mode, "scan1_counts.csv": mode,
+                             "scan1_report.html": mode, "summary.csv": mode}
     finally:
         os.umask(previous)
 
@@ -362,6 +363,7 @@ def test_bids_dataset_runs_without_renaming(tmp_path, fake_detect):
     np.testing.assert_allclose(calls[0]["phase"], phase)
     assert calls[1]["phase"] is None
     assert sorted(p.name for p in out.iterdir()) == [
-        "sub-01_ses-01_T2starw.csv", "sub-01_ses-01_T2starw.mrk.json", "sub-02_T2starw.csv",
-        "sub-02_T2starw.mrk.json", "summary.csv"]
+        "sub-01_ses-01_T2starw.csv", "sub-01_ses-01_T2starw.mrk.json", "sub-01_ses-01_T2starw_counts.csv",
+        "sub-01_ses-01_T2starw_report.html", "sub-02_T2starw.csv", "sub-02_T2starw.mrk.json",
+        "sub-02_T2starw_counts.csv", "sub-02_T2starw_report.html", "summary.csv"]
     assert CMBDetectorLogic().processDirectory(tmp_path / "bids", out).failed == []

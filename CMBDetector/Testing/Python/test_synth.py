@@ -161,6 +161,9 @@ def test_write_read_round_trip(scan, tmp_path):
     assert [(o.kind, o.is_cmb, o.label, o.location) for o in objects] == \
         [(o.kind, o.is_cmb, o.label, o.location) for o in scan.objects]
     np.testing.assert_allclose([o.center_ras for o in objects], [o.center_ras for o in scan.objects], atol=1e-3)
+    assert [o.template_ras is None for o in objects] == [o.template_ras is None for o in scan.objects]
+    np.testing.assert_allclose([o.template_ras for o in objects if o.is_cmb],
+                               [o.template_ras for o in scan.cmbs], atol=1e-3)
     labels, geometry = read_image(paths.labels)
     for o in [o for o in objects if o.is_cmb]:
         i, j, k = np.round(geometry.ras_to_ijk_points(o.center_ras)[0]).astype(int)

@@ -1,0 +1,45 @@
+"""Calibration report (reliability table, ECE) and the benchmark's phase-rule and calcification helpers."""
+
+import numpy as np
+import pytest
+
+from CMBDetectorLib.evaluation.benchmark import ScanOutcome, calcifications_reported, rule_variant
+from CMBDetectorLib.evaluation.calibration import detection_labels, reliability
+from CMBDetectorLib.phase_rule import DIAMAGNETIC_CAP, PhaseRule
+
+
+def test_ece_is_small_when_calibrated_and_large_when_overconfident():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.1, 1.0, 20000)
+    labels = rng.random(20000) < scores
+    calibrated = reliability(scores, labels)
+    assert calibrated.ece < 0.02 and sum(calibrated.counts) == 20000
+    np.testing.assert_allclose(calibrated.fraction_true, calibrated.mean_score, atol=0.03)
+    overconfident = reliability(np.full(1000, 0.99), rng.random(1000) < 0.3)
+    assert overconfident.ece == pytest.approx(0.69, abs=0.05) and overconfident.counts[-1] == 1000
+    assert np.isnan(overconfident.mean_score[0]) and np.isnan(reliability([], []).ece)
+
+
+def _outcome():
+    gt = np.array([[0.0, 0.0, 0.0]])
+    ras = np.array([[0.5, 0.0, 0.0], [30.0, 0.0, 0.0], [60.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    rows = {"ras": ras, "diam": np.full(4, 2.0), "magnitude": np.array([0.9, 0.99, 0.3, 0.8], np.float32),
+            "with_phase": np.array([0.95, 0.9, 0.6, 0.85], np.float32), "paramagnetic": np.array([0.7, -0.8, 0.5, 0.6])}
+    variants = {"fused+phase": (ras[:3], rows["with_phase"][:3])}
+    return ScanOutcome(gt, np.array([2.0]), variants, rule_rows=rows, calc_ras=np.array([[30.5, 0.0, 0.0]]))
+
+
+def test_detection_labels_match_microbleeds():
+    scores, labels = detection_labels([_outcome()], "fused+phase", floor=0.7)
+    np.testing.assert_array_equal(scores, np.array([0.95, 0.9], np.float32))
+    np.testing.assert_array_equal(labels, [True, False])
+
+
+def test_rule_variant_caps_the_calcification_and_merges_duplicates():
+    o = _outcome()
+    assert calcifications_reported([o], "fused+phase", 0.2) == 1
+    ras, scores = rule_variant(o, PhaseRule(-0.3, phase_may_raise=False))
+    assert len(ras) == 3  # the fourth candidate lies within the first one's reach
+    np.testing.assert_allclose(np.sort(scores), np.sort([0.9, DIAMAGNETIC_CAP, 0.3]))
+    o.variants["rule"] = (ras, scores)
+    assert calcifications_reported([o], "rule", 0.2) == 0

@@ -1,0 +1,131 @@
+"""Domain-randomisation knobs move the image; OFF keeps the engine; the stress family lies outside
+every training range."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from CMBDetectorLib.synth import AcquisitionProtocol, generate_scan, sample_protocol
+from CMBDetectorLib.synth.acquisition import (FIELDS, TRAINING_SLICES_MM, TRAINING_TE_MS, bias_field,
+                                              in_training_ranges, sample_stress_protocol)
+from CMBDetectorLib.synth.anatomy import load_atlas
+from CMBDetectorLib.synth.objects import sample_cmbs
+from CMBDetectorLib.synth.randomisation import (OFF, STRESS, WIDE, Randomisation, atrophy_fractions,
+                                                gibbs_ringing, motion_ghosts)
+from CMBDetectorLib.synth.vessels import through_slice_veins
+
+TINY = AcquisitionProtocol(3.0, 20.0, "swi3d", (2.5, 2.5, 2.5), (72, 84, 60), snr=1000.0)
+ALL_ON = Randomisation(through_slice_veins=(60, 60), medullary_density=(2.0, 2.0), cmb_like_calcifications=(3, 3),
+                       small_cmb_fraction=1.0, head_scale=(1.12, 1.12), warp_scale=(2.0, 2.0), atrophy=(0.4, 0.4),
+                       bias_scale=(2.0, 2.0), snr_scale=(0.8, 0.8), kspace_kept=(0.7, 0.7), motion_rad=(0.2, 0.2))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return generate_scan(5, TINY, n_cmb=4), generate_scan(5, TINY, n_cmb=4, randomisation=ALL_ON)
+
+
+def test_off_draws_neutral_values():
+    v = OFF.draw(np.random.default_rng(0))
+    assert (v.through_slice_veins, v.cmb_like_calcifications, v.atrophy, v.motion_rad) == (0, 0, 0.0, 0.0)
+    assert v.medullary_density == v.head_scale == v.warp_scale == v.bias_scale == v.snr_scale == v.kspace_kept == 1
+    assert v.fov_fraction == 1.0
+
+
+def test_knobs_move_the_scan(pair):
+    base, wide = pair
+    assert base.magnitude.shape == wide.magnitude.shape and not np.allclose(base.magnitude, wide.magnitude)
+    kinds = [o.kind for o in base.objects], [o.kind for o in wide.objects]
+    assert kinds[1].count("vein") > kinds[0].count("vein") + 60  # through-slice veins + denser medullary veins
+    like = [o for o in wide.objects if o.kind == "calcification" and o.location]
+    assert len(like) >= 1 and not [o for o in base.objects if o.kind == "calcification" and o.location]
+    tiny = [o.true_diameter_mm / 1.12 for o in wide.cmbs + like]  # / head scale; the pose adds 0.88-1.13
+    assert wide.cmbs and all(1.0 * 0.88 <= d <= 1.6 * 1.13 for d in tiny)  # 1.0-1.6 mm lesions
+    assert max(o.true_diameter_mm for o in base.cmbs) > 1.6 * 1.13 * 1.12
+    assert wide.brain_mask.sum() > 1.2 * base.brain_mask.sum()  # head scale 1.12: ~1.4x volume
+
+
+def test_partial_field_of_view_covers_a_slab():
+    scan = generate_scan(5, TINY, n_cmb=0, randomisation=Randomisation(partial_fov=1.0))
+    assert 0.45 * 60 <= scan.magnitude.shape[0] <= 0.85 * 60 and scan.protocol.shape[2] == scan.magnitude.shape[0]
+
+
+def test_acquisition_knobs_move_the_image():
+    rng = np.random.default_rng(0)
+    spread = [np.log(bias_field(np.random.default_rng(1), (8, 16, 16), 3.0, s)).std() for s in (1.0, 2.0)]
+    assert spread[1] > 1.5 * spread[0]
+    step = np.zeros((4, 32, 64), np.complex64)
+    step[:, 8:24, 16:48] = 1
+    ringing = np.abs(gibbs_ringing(step, 0.6))
+    assert ringing.max() > 1.05 and ringing[:, 8:24, :8].max() > 0.02  # overshoot and ripples
+    assert gibbs_ringing(step, 1.0) is step
+    ghosts = np.abs(motion_ghosts(rng, step, 0.3))
+    assert ghosts[:, :6].mean() > 0.01 and np.abs(step[:, :6]).max() == 0  # ghosts along phase encoding
+
+
+def test_atrophy_widens_csf_and_keeps_the_fractions():
+    gm = np.array([0.2, 0.5, 0.9, 0.0], np.float32)
+    wm = np.array([0.1, 0.3, 0.1, 0.0], np.float32)
+    csf = 1 - gm - wm
+    g, w, c = atrophy_fractions(gm, wm, csf, 0.4)
+    np.testing.assert_allclose(g + w + c, gm + wm + csf, atol=1e-6)
+    assert c[0] == pytest.approx(1.0) and c[1] > csf[1] and g[2] + w[2] == pytest.approx(1.0)
+    assert atrophy_fractions(gm, wm, csf, 0.0)[2] is csf
+
+
+def test_through_slice_veins_run_along_b0():
+    atlas = load_atlas()
+    veins = [v for v in through_slice_veins(np.random.default_rng(3), atlas, 40) if len(v.points) > 8]
+    trunks = [v for v in veins if np.ptp(v.points[:, 2]) > 5]
+    assert len(trunks) > 20
+    axis = np.array([v.points[-1] - v.points[0] for v in trunks])
+    cos = np.abs(axis[:, 2]) / np.linalg.norm(axis, axis=1)
+    assert np.median(cos) > np.cos(np.deg2rad(30))
+
+
+def test_microbleed_like_calcifications_match_microbleeds_but_the_phase():
+    atlas = load_atlas()
+    cmbs = sample_cmbs(np.random.default_rng(2), atlas, 6)
+    calcs = sample_cmbs(np.random.default_rng(2), atlas, 6, "calcification")
+    assert [c.kind for c in calcs] == ["calcification"] * 6
+    for a, b in zip(cmbs, calcs):
+        assert (a.radius_mm, a.inside_signal, a.location) == (b.radius_mm, b.inside_signal, b.location)
+        assert b.dchi_ppm == -a.dchi_ppm < 0
+
+
+def test_stress_protocols_lie_outside_every_training_range():
+    rng = np.random.default_rng(0)
+    for p in (sample_stress_protocol(rng) for _ in range(200)):
+        assert not in_training_ranges(p)
+        assert p.field_strength_t not in FIELDS or not TRAINING_TE_MS[0] <= p.te_ms <= TRAINING_TE_MS[1]
+        assert all(not lo <= p.spacing_mm[2] <= hi for lo, hi in TRAINING_SLICES_MM.values())
+
+
+def test_training_seeds_never_draw_a_stress_protocol():
+    for seed in range(1500):  # the training recipes' seeds (< 10 000): dataset.py and generate_scan's draws
+        rng = np.random.default_rng(seed)
+        assert in_training_ranges(sample_protocol(rng))
+        assert in_training_ranges(sample_protocol(rng, kind="gre2d", field_strength_t=1.5))
+        assert in_training_ranges(sample_protocol(np.random.default_rng(seed).spawn(1)[0]))
+    assert WIDE != STRESS and STRESS.medullary_density[0] >= WIDE.medullary_density[1]
+    assert replace(OFF) == Randomisation()
+
+
+def test_wide_training_recipe_reaches_the_engine(monkeypatch):
+    import CMBDetectorLib.synth as synth
+    from CMBDetectorLib.training.dataset import _synthetic_examples
+
+    seen = []
+
+    def fake(seed, **kwargs):
+        seen.append(kwargs["randomisation"])
+        raise StopIteration
+
+    monkeypatch.setattr(synth, "generate_scan", fake)
+    for wide in (False, True):
+        with pytest.raises(StopIteration):
+            _synthetic_examples(3, wide=wide)
+    assert seen == [OFF, WIDE]
