@@ -106,7 +106,9 @@ class VisitChange:
 
 
 def _region(det: Detection) -> str:
-    return getattr(det, "region", None) or det.location or "unknown"
+    """The detection's region where the location stage named one, else its location class."""
+    region = getattr(det, "region", "unknown")
+    return region if region and region != "unknown" else (det.location or "unknown")
 
 
 def _t(p) -> tuple[float, float, float]:
