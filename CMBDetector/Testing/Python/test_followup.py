@@ -42,8 +42,9 @@ def phantom(geometry: Geometry, shape_kji, rotation=np.eye(3), shift=np.zeros(3)
     return value.reshape(shape_kji).astype(np.float32)
 
 
-def det(ras, score, diameter=3.0, location="lobar") -> Detection:
-    return Detection(tuple(float(v) for v in ras), (0.0, 0.0, 0.0), diameter, 0.5, score, score, score, location)
+def det(ras, score, diameter=3.0, location="lobar", **fields) -> Detection:
+    return Detection(tuple(float(v) for v in ras), (0.0, 0.0, 0.0), diameter, 0.5, score, score, score, location,
+                     **fields)
 
 
 def test_aria_h_grade_bands():
@@ -115,14 +116,14 @@ def test_change_call_rescoring_the_baseline():
     reg = Registration(np.eye(4), 0.95, 1.0, -0.5, True)
     baseline = [det((10, 10, 10), 0.9), det((30, -20, 0), 0.2),  # persistent; weak (below threshold)
                 det((-10, 40, 20), 0.8), det((0, -40, -10), 0.7)]  # resolved; weaker at follow-up
-    followup = [det((11, 10.5, 10), 0.85), det((30.5, -20, 0), 0.9),  # persistent; weak at baseline
+    followup = [det((11, 10.5, 10), 0.85, region="frontal"), det((30.5, -20, 0), 0.9),  # persistent; weak at baseline
                 det((-30, -30, 25), 0.9, location="deep"), det(missed, 0.9),  # new; missed at baseline
                 det((0.5, -40, -10), 0.3)]  # the resolved-looking one, weak at follow-up
     change = compare_detections(baseline, followup, (0.5, 0.5), reg, (image, geometry),
                                 Cutoffs(score_high=0.3, score_low=0.1, contrast_high=0.5, contrast_low=0.35,
                                         new_score=0.5))
     by_place = {tuple(np.round(r.ras)): r for r in change.rows}
-    assert by_place[(11, 10, 10)].change == PERSISTENT
+    assert by_place[(11, 10, 10)].change == PERSISTENT and by_place[(11, 10, 10)].region == "frontal"
     assert by_place[(11, 10, 10)].distance_mm == pytest.approx(1.118, abs=1e-3)
     assert by_place[(30, -20, 0)].change == POSSIBLE_NEW and by_place[(30, -20, 0)].baseline_score == pytest.approx(0.2)
     assert by_place[(-30, -30, 25)].change == NEW and by_place[(-30, -30, 25)].region == "deep"
