@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/CMBDetector
 
-.PHONY: demo test benchmark setup clean
+.PHONY: demo demo-followup test benchmark setup clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py --out output/demo
+
+demo-followup: $(STAMP)
+	$(PY) scripts/demo_followup.py --out output/demo_followup
 
 test: $(STAMP)
 	$(PY) -m pytest CMBDetector/Testing/Python -q

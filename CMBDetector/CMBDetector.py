@@ -171,6 +171,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.regionComboBox.connect("activated(int)", self.onRegionCorrected)
         self.ui.atlasOverlayCheckBox.connect("toggled(bool)", self.onAtlasOverlayToggled)
         self.ui.shortcutsLabel.text = _("Keys: ") + ", ".join(f"{key} {name}" for key, name in REVIEW_SHORTCUTS.items())
+        self._setupCompareSection()
 
         self.initializeParameterNode()
 
@@ -246,12 +247,17 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- detection -----------------------------------------------------------------------------
 
-    def onApplyButton(self) -> None:
+    def _detectorConfig(self) -> DetectorConfig:
+        """The detector settings of the panel (Apply and Compare with baseline)."""
         p = self._parameterNode
         preset = p.sensitivity if p.sensitivity in SENSITIVITY_PRESETS else "balanced"
-        config = DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device], sensitivity=preset,
-                                threshold=None if p.sensitivity in SENSITIVITY_PRESETS else p.threshold,
-                                use_yolo=p.useYolo, phase_convention=p.phaseConvention)
+        return DetectorConfig(modality=p.modality.lower(), device=DEVICES[p.device], sensitivity=preset,
+                              threshold=None if p.sensitivity in SENSITIVITY_PRESETS else p.threshold,
+                              use_yolo=p.useYolo, phase_convention=p.phaseConvention)
+
+    def onApplyButton(self) -> None:
+        p = self._parameterNode
+        config = self._detectorConfig()
         if not self.logic.ensureDependencies(config.use_yolo):
             self.ui.statusLabel.text = _("Detection needs PyTorch and the packages listed above.")
             return
@@ -462,6 +468,158 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             page = self.logic.exportReport(node, f"{stem}_report.html")
             self.ui.statusLabel.text = _("Wrote {rows} row(s) to {path}, counts and report {page}.").format(
                 rows=rows, path=path, page=page)
+
+
+    # -- compare with baseline (follow-up = the input volume) -----------------------------------
+
+    def _setupCompareSection(self) -> None:
+        """The "Compare with baseline" section, built in code: baseline (+ phase) selectors,
+        Compare, stepping through new microbleeds side by side, accept / reject of the change call."""
+        import ctk
+
+        from CMBDetectorMRML import followup
+
+        self._followup = followup
+        self._comparison, self._changeIndex = None, -1
+        section = ctk.ctkCollapsibleButton()
+        section.text = _("Compare with baseline")
+        section.collapsed = True
+        form = qt.QFormLayout(section)
+        self.baselineSelector, self.baselinePhaseSelector = (slicer.qMRMLNodeComboBox(), slicer.qMRMLNodeComboBox())
+        tips = (_("Earlier scan of the same patient; the input volume above is the follow-up."),
+                _("Optional phase image of the baseline scan (same grid)."))
+        for selector, tip in zip((self.baselineSelector, self.baselinePhaseSelector), tips):
+            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.showChildNodeTypes = False
+            selector.noneEnabled, selector.addEnabled, selector.removeEnabled = True, False, False
+            selector.toolTip = tip
+            selector.setMRMLScene(slicer.mrmlScene)
+        form.addRow(_("Baseline volume:"), self.baselineSelector)
+        form.addRow(_("Baseline phase:"), self.baselinePhaseSelector)
+        self.compareButton = qt.QPushButton(_("Compare with baseline"))
+        self.compareButton.toolTip = _("Register the input (follow-up) to the baseline, detect at both visits and "
+                                       "call every microbleed new, possible new, persistent or resolved.")
+        form.addRow(self.compareButton)
+        row = qt.QHBoxLayout()
+        self.previousChangeButton = qt.QPushButton(_("Previous new"))
+        self.nextChangeButton = qt.QPushButton(_("Next new"))
+        self.acceptChangeButton, self.rejectChangeButton = qt.QPushButton(_("Accept")), qt.QPushButton(_("Reject"))
+        for button in self._changeButtons():
+            button.enabled = False
+            row.addWidget(button)
+        form.addRow(row)
+        self.compareLabel = qt.QLabel("")
+        self.compareLabel.wordWrap = True
+        form.addRow(self.compareLabel)
+        self.layout.addWidget(section)
+        self.compareButton.connect("clicked(bool)", self.onCompareButton)
+        self.previousChangeButton.connect("clicked(bool)", lambda: self.stepChange(-1))
+        self.nextChangeButton.connect("clicked(bool)", lambda: self.stepChange(+1))
+        self.acceptChangeButton.connect("clicked(bool)", lambda: self.decideChange(markups.ACCEPTED))
+        self.rejectChangeButton.connect("clicked(bool)", lambda: self.decideChange(markups.REJECTED))
+
+    def _changeButtons(self) -> tuple:
+        return self.previousChangeButton, self.nextChangeButton, self.acceptChangeButton, self.rejectChangeButton
+
+    def onCompareButton(self) -> None:
+        p = self._parameterNode
+        config = self._detectorConfig()
+        if not self.logic.ensureDependencies(config.use_yolo):
+            return
+        self._setRunning(True)
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Comparison with the baseline failed."), waitCursor=True):
+                try:
+                    out = self.logic.compareVisits(
+                        self.baselineSelector.currentNode(), p.inputVolume, config,
+                        baselinePhaseNode=self.baselinePhaseSelector.currentNode(), followupPhaseNode=p.phaseVolume,
+                        progress=self._onProgress, cancel=lambda: self._cancelRequested)
+                except DetectionCancelled:
+                    self.ui.statusLabel.text = _("Cancelled; the scene was left unchanged.")
+                    return
+                self._comparison, self._changeIndex = out, -1
+                self._showSideBySide(self.baselineSelector.currentNode(), p.inputVolume)
+                self._updateCompareSummary()
+                self.stepChange(+1)
+        finally:
+            self._setRunning(False)
+
+    def _showSideBySide(self, baseline, followupVolume) -> None:
+        """Follow-up (left) and baseline (right) side by side, axial, same zoom and orientation."""
+        layoutManager = slicer.app.layoutManager()
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        for name, volume in (("Red", followupVolume), ("Yellow", baseline)):
+            sliceWidget = layoutManager.sliceWidget(name)
+            if sliceWidget is None:
+                continue
+            composite = sliceWidget.sliceLogic().GetSliceCompositeNode()
+            composite.SetLinkedControl(False)  # each view shows its own visit; the link below follows the registration
+            composite.SetBackgroundVolumeID(volume.GetID())
+            sliceWidget.mrmlSliceNode().SetOrientation("Axial")
+            sliceWidget.sliceLogic().FitSliceToAll()
+        red = layoutManager.sliceWidget("Red")
+        if red is not None:  # scrolling the follow-up moves the baseline view to the same anatomy
+            self.removeObserver(red.mrmlSliceNode(), vtk.vtkCommand.ModifiedEvent, self._followSlice)
+            self.addObserver(red.mrmlSliceNode(), vtk.vtkCommand.ModifiedEvent, self._followSlice)
+
+    def _followSlice(self, caller, event) -> None:
+        """Keep the baseline (Yellow) view on the follow-up (Red) view's slice, mapped to baseline."""
+        yellow = slicer.app.layoutManager().sliceWidget("Yellow")
+        if self._comparison is None or yellow is None:
+            return
+        sliceToRAS = caller.GetSliceToRAS()
+        centre = [sliceToRAS.GetElement(row, 3) for row in range(3)]
+        registration = self._comparison.comparison.change.registration
+        yellow.mrmlSliceNode().JumpSliceByOffsetting(*registration.to_baseline(centre)[0])
+
+    def _newPoints(self) -> list:
+        """(list node, index) of every new and possible new microbleed of the last comparison."""
+        if self._comparison is None:
+            return []
+        lists = self._comparison.followupLists
+        return [(lists[c], i) for c in (self._followup.NEW, self._followup.POSSIBLE_NEW)
+                for i in range(lists[c].GetNumberOfControlPoints())]
+
+    def stepChange(self, direction: int) -> None:
+        """Centre the follow-up view on the next new microbleed and the baseline view on the
+        place it maps to (the registration), so both show the same anatomy."""
+        points = self._newPoints()
+        for button in self._changeButtons():
+            button.enabled = bool(points)
+        if not points:
+            return
+        self._changeIndex = (self._changeIndex + direction) % len(points)
+        node, index = points[self._changeIndex]
+        info = markups.point_info(node, index)
+        matched = self._comparison.comparison.change.registration.to_baseline(info.ras)[0]
+        layoutManager = slicer.app.layoutManager()
+        for name, ras in (("Red", info.ras), ("Yellow", matched)):
+            if layoutManager.sliceWidget(name) is not None:
+                layoutManager.sliceWidget(name).mrmlSliceNode().JumpSliceByCentering(*ras)
+        self.compareLabel.text = _("{label} ({status}), score {score}; {n} of {total}.").format(
+            label=info.label, status=info.status, score=info.score, n=self._changeIndex + 1, total=len(points))
+
+    def decideChange(self, status: str) -> None:
+        points = self._newPoints()
+        if not points or self._changeIndex < 0:
+            return
+        node, index = points[self._changeIndex]
+        self._followup.set_change_status(self._comparison.tableNode, node, index, status)
+        self._updateCompareSummary()
+        self.stepChange(+1)
+
+    def _updateCompareSummary(self) -> None:
+        counts = self._followup.reviewed_counts(self._comparison.tableNode)
+        registration = self._comparison.comparison.change.registration
+        self.ui.resultsLabel.text = _(
+            "New {new}, possible new {possible}, persistent {persistent}, resolved {resolved}.\n"
+            "ARIA-H radiographic severity: {grade} (if every possible new is confirmed: {graded}).\n"
+            "Registration: brain overlap (Dice) {dice:.2f}.").format(
+            new=counts[self._followup.NEW], possible=counts[self._followup.POSSIBLE_NEW],
+            persistent=counts[self._followup.PERSISTENT], resolved=counts[self._followup.RESOLVED],
+            grade=self._followup.aria_h_grade(counts[self._followup.NEW]),
+            graded=self._followup.aria_h_grade(counts[self._followup.NEW] + counts[self._followup.POSSIBLE_NEW]),
+            dice=registration.dice)
 
 
 #

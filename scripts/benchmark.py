@@ -311,6 +311,7 @@ def main(argv=None):
     profiles = [] if args.no_profile else [dict(profile_scan(device, config.models_dir, with_phase), machine=name)
                                            for device, name in devices for with_phase in (False, True)]
     results = {
+        **final_rows(outcomes, thresholds),  # first: the keys below (all variants' rows, FROC) take precedence
         "seeds": "validation" if args.validation else "test", "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,
@@ -329,7 +330,7 @@ def main(argv=None):
         "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")},
         "subject_sweep": {key: [(t, summarise(outcomes, key, t)["subject"]) for t in FROC_THRESHOLDS] for key in FINAL},
         "profiles": profiles, "location": {"threads": LOCATION_THREADS, **summarise_location(locations)},
-        "phase_rule": dataclasses.asdict(PHASE_RULE), **final_rows(outcomes, thresholds)}
+        "phase_rule": dataclasses.asdict(PHASE_RULE)}
     if stress is not None:
         results["stress"] = final_rows(stress, thresholds)
     text = report(results) + calibration_report(results) + (stress_report(results) if stress is not None else "")

@@ -223,6 +223,18 @@ class CMBDetectorLogic:
                 "vtkMRMLTableNode", scene.GenerateUniqueName(f"{fiducials.GetName()} table"))
         return fiducials, table
 
+    def compareVisits(self, baselineNode, followupNode, config: DetectorConfig | None = None,
+                      baselinePhaseNode=None, followupPhaseNode=None, progress: ProgressCallback | None = None,
+                      cancel: CancelCheck | None = None):
+        """New / possible new / persistent / resolved microbleeds of ``followupNode`` against
+        ``baselineNode`` (any protocols, grids and head positions); see
+        :func:`CMBDetectorMRML.followup.compare_nodes`. A failed registration raises
+        ``CMBDetectorError`` and adds nothing to the scene."""
+        from . import followup
+
+        return followup.compare_nodes(baselineNode, followupNode, config, baselinePhaseNode, followupPhaseNode,
+                                      progress=progress, cancel=cancel)
+
     # -- review --------------------------------------------------------------------------------
 
     @staticmethod

@@ -35,14 +35,18 @@ def rows_from_fiducials(node) -> list[dict]:
 
 def update_table(table_node, fiducial_node) -> None:
     """Rebuild ``table_node`` from the fiducial node's points (numbers as doubles, NaN = missing)."""
-    rows = rows_from_fiducials(fiducial_node)
+    fill_table(table_node, rows_from_fiducials(fiducial_node))
+
+
+def fill_table(table_node, rows: list[dict], columns=COLUMNS, text_columns=TEXT_COLUMNS) -> None:
+    """Replace ``table_node``'s content with ``rows`` (dicts keyed by ``columns``), locked."""
     table = vtk.vtkTable()
-    for name in COLUMNS:
-        array = vtk.vtkStringArray() if name in TEXT_COLUMNS else vtk.vtkDoubleArray()
+    for name in columns:
+        array = vtk.vtkStringArray() if name in text_columns else vtk.vtkDoubleArray()
         array.SetName(name)
         for row in rows:
             value = row[name]
-            if name in TEXT_COLUMNS:
+            if name in text_columns:
                 array.InsertNextValue(str(value))
             else:
                 array.InsertNextValue(math.nan if value is None else float(value))
@@ -81,12 +85,12 @@ def _format(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def rows_to_csv(rows: list[dict]) -> str:
+def rows_to_csv(rows: list[dict], columns=COLUMNS) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([_format(row[name]) for name in COLUMNS])
+        writer.writerow([_format(row[name]) for name in columns])
     return out.getvalue()
 
 

@@ -15,7 +15,7 @@ from .objects import (Sphere, SyntheticObject, iron_nuclei, sample_calcification
                       sample_cmbs, shrink_some)
 from .physics import (TISSUES, dipole_fields, gradient_dephasing, phase_per_ppm, sphere_block, swi_phase_mask,
                       venous_signal)
-from .pose import GridMapping, sample_direction, sample_pose
+from .pose import GridMapping, HeadPose, sample_direction, sample_pose
 from .randomisation import OFF, Randomisation, gibbs_ringing, motion_ghosts
 from .vessels import VENOUS_CHI_PPM, Vessel, render_tubes, sample_vessels, through_slice_veins, tube_segments
 
@@ -62,14 +62,31 @@ class _Placement:
         return self.fine.ijk_to_ras_points(ijk)
 
 
+@dataclass(frozen=True)
+class Revisit:
+    """A later visit of the same head: the head (and the slice prescription, which follows it)
+    moves rigidly in the scanner, ``p_followup = rotation @ p_baseline + translation``; noise,
+    bias field and gain are drawn anew from ``seed``, which also places ``n_new_cmb`` extra
+    microbleeds that do not overlap the baseline ones."""
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    seed: int
+    n_new_cmb: int = 0
+
+    def apply(self, ras) -> np.ndarray:
+        return np.atleast_2d(ras) @ np.asarray(self.rotation).T + np.asarray(self.translation)
+
+
 def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb: int | None = None,
                   skull_stripped: bool | None = None, shape=None,
-                  randomisation: Randomisation = OFF) -> SyntheticScan:
+                  randomisation: Randomisation = OFF, revisit: Revisit | None = None) -> SyntheticScan:
     """Generate one reproducible synthetic scan (same seed -> identical arrays).
 
     ``protocol`` None draws one; ``n_cmb`` None draws a skewed count (0-30); ``skull_stripped``
     None picks at random; ``shape`` (i, j, k) overrides the protocol's matrix;
-    ``randomisation`` sets the domain-randomisation knobs (:mod:`.randomisation`; OFF: none).
+    ``randomisation`` sets the domain-randomisation knobs (:mod:`.randomisation`; OFF: none);
+    ``revisit`` scans the same head again at a later visit (see :class:`Revisit`).
     """
     streams = np.random.default_rng(seed).spawn(7)  # independent streams: anatomy does not depend on the grid
     r_case, r_pose, r_anatomy, r_veins, r_objects, r_acquisition, r_knobs = streams
@@ -95,6 +112,11 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
         center = center + direction[:, 2] * knobs.fov_shift * (shape_ijk[2] - n_k) / 2 * protocol.spacing_mm[2]
         shape_ijk = (shape_ijk[0], shape_ijk[1], n_k)
         protocol = replace(protocol, shape=shape_ijk)
+    if revisit is not None:
+        rotation = np.asarray(revisit.rotation, float)
+        pose = HeadPose(rotation @ pose.rotation, pose.scale, revisit.apply(pose.center_scan)[0])
+        direction, center = rotation @ direction, revisit.apply(center)[0]
+        r_acquisition, r_new = np.random.default_rng(revisit.seed).spawn(2)
     geometry = scan_geometry(protocol, shape_ijk, direction, center)
     n_sub = protocol.slice_subsamples
     fine = fine_geometry(geometry, n_sub)
@@ -121,6 +143,8 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
     spheres = sample_cmbs(r_objects, atlas, n_cmb) + sample_calcifications(r_objects, atlas)
     spheres += sample_cmbs(knobs.rng, atlas, knobs.cmb_like_calcifications, "calcification", tuple(spheres))
     spheres = shrink_some(knobs.rng, spheres, knobs.small_cmb_fraction)
+    if revisit is not None and revisit.n_new_cmb:
+        spheres += sample_cmbs(r_new, atlas, revisit.n_new_cmb, avoid=tuple(spheres))
     labels = np.zeros(cplx.shape, np.uint16)
     objects = _add_spheres(cplx, labels, spheres, atlas, place, geometry, b0, te)
     objects += _mimic_objects(atlas, place, geometry, cplx.shape, vessels, cavities, b0, te, dchi_vein)
