@@ -36,6 +36,7 @@ from slicer.util import VTKObservationMixin
 from CMBDetectorLib.regions import REGION_LOCATION
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig, preset_threshold
 from CMBDetectorLib.phase import CONVENTIONS as PHASE_CONVENTIONS
+from CMBDetectorLib.progress import DetectionCancelled
 from CMBDetectorMRML import dependencies
 from CMBDetectorMRML import logic as mrmlLogic
 from CMBDetectorMRML import markups, readout, report, sampledata, tables
@@ -133,6 +134,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cursor = None
         self._running = False
         self._run = None  # the BackgroundDetection in progress
+        self._cancelRequested = False  # Cancel during an in-process run (Compare with baseline)
         self._worker = None  # WorkerClient; its process stays warm between runs
         self._pollTimer = None
         self._shortcuts = []
@@ -293,11 +295,20 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showResults(update.out)
 
     def onCancelButton(self) -> None:
-        if self._run is None:
+        if self._run is None:  # an in-process run (Compare) stops at its next progress report
+            if self._running:
+                self._cancelRequested = True
+                self.ui.statusLabel.text = _("Cancelling after the current stage...")
             return
         self._endRun(cancel=True)
         self.ui.statusLabel.text = _("Cancelled; the scene was left unchanged.")
         self._worker.start()  # warm up a fresh worker for the next run
+
+    def _onProgress(self, stage: str, fraction: float) -> None:
+        """Progress of an in-process run: show the stage and keep the GUI (and Cancel) responsive."""
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.statusLabel.text = stage
+        slicer.app.processEvents()
 
     def _endRun(self, cancel: bool = False) -> None:
         self._pollTimer.stop()
@@ -524,8 +535,9 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onCompareButton(self) -> None:
         p = self._parameterNode
         config = self._detectorConfig()
-        if not self.logic.ensureDependencies(config.use_yolo):
+        if self._running or not self.logic.ensureDependencies(config.use_yolo):
             return
+        self._cancelRequested = False
         self._setRunning(True)
         try:
             with slicer.util.tryWithErrorDisplay(_("Comparison with the baseline failed."), waitCursor=True):

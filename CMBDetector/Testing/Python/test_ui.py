@@ -143,3 +143,36 @@ def test_ui_loads_in_qt_with_placeholder_custom_widgets(ui_root):
     assert panel.findChild(QtWidgets.QComboBox, "sensitivityComboBox").count() == 4
     panel.deleteLater()
     app.processEvents()
+
+
+def test_module_uses_no_undefined_name_or_widget_attribute():
+    """Merges must not leave calls to names or widget members that another branch removed."""
+    import builtins
+
+    tree = module_tree()
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            defined.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            defined.add(node.name)
+    undefined = {node.id for node in ast.walk(tree)
+                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined}
+    assert not undefined, f"CMBDetector.py uses undefined names {sorted(undefined)}"
+
+    (widget,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CMBDetectorWidget"]
+
+    def self_attributes(ctx):
+        return {n.attr for n in ast.walk(widget) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ctx)
+                and isinstance(n.value, ast.Name) and n.value.id == "self"}
+
+    members = {n.name for n in widget.body if isinstance(n, ast.FunctionDef)} | self_attributes(ast.Store)
+    inherited = {"layout", "parent", "resourcePath", "addObserver", "removeObserver", "removeObservers"}
+    missing = self_attributes(ast.Load) - members - inherited
+    assert not missing, f"CMBDetectorWidget uses self.{sorted(missing)} that it never defines"
