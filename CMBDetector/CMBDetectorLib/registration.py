@@ -109,7 +109,8 @@ def _deformable(fixed, moving, fixed_mask, affine: sitk.Transform) -> tuple[sitk
     return sitk.CompositeTransform([affine, bspline]), float(reg.GetMetricValue())
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean masks (0 when both are empty)."""
     return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
 
 
@@ -131,7 +132,7 @@ def register_to_template(array: np.ndarray, geometry: Geometry, mask: np.ndarray
     try:
         transform = _affine(fixed, atlas.template, fixed_mask, fixed_brain, moving_brain)
         warped = sitk.Resample(moving_brain, fixed_brain, transform, sitk.sitkNearestNeighbor, 0)
-        dice = _dice(sitk.GetArrayViewFromImage(warped) > 0, brain)
+        dice = mask_dice(sitk.GetArrayViewFromImage(warped) > 0, brain)
         if dice < MIN_DICE:
             return AtlasRegistration(None, False, f"The scan's brain does not match the MNI template (overlap "
                                      f"{dice:.2f} < {MIN_DICE} after the affine stage; partial coverage or a "

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from ..errors import CMBDetectorError
 from ..geometry import Geometry, to_sitk
 from ..preprocessing import brain_mask, canonical_geometry, resample
+from ..registration import mask_dice
 
 GRID_MM = 2.0
 # A synthetic cross-protocol pair (seed 5: 1.8 mm 3 T SWI vs 5 mm 1.5 T GRE) registers with
@@ -110,8 +111,7 @@ def _overlap(fixed_mask: sitk.Image, moving_mask: sitk.Image, transform: sitk.Tr
     inside = sitk.GetArrayFromImage(sitk.Resample(moving_mask * 0 + 1, fixed_mask, transform,
                                                   sitk.sitkNearestNeighbor, 0)) > 0
     fixed = sitk.GetArrayFromImage(fixed_mask) > 0
-    dice = 2 * float((warped & fixed).sum()) / max(float(warped.sum() + fixed.sum()), 1.0)
-    return dice, float((inside & fixed).sum()) / max(float(fixed.sum()), 1.0)
+    return mask_dice(warped, fixed), float((inside & fixed).sum()) / max(float(fixed.sum()), 1.0)
 
 
 def _ras_matrix(transform: sitk.Transform) -> np.ndarray:
