@@ -18,6 +18,7 @@ from .geometry import Geometry, to_sitk
 from .progress import FractionCallback
 
 WORK_SPACING_MM = 1.0
+MASKED_ZERO_FRACTION = 0.25
 
 
 @dataclass
@@ -62,15 +63,27 @@ def bias_correct(image: np.ndarray, mask: np.ndarray, geometry: Geometry, shrink
     return (image / np.exp(log_bias)).astype(np.float32)
 
 
-def brain_mask(image: np.ndarray, spacing: float = WORK_SPACING_MM, opening_mm: float = 4.0) -> np.ndarray:
+def is_masked(array: np.ndarray) -> bool:
+    """True when the input's background is exactly zero (skull-stripped or masked exports):
+    at least ``MASKED_ZERO_FRACTION`` of its voxels are 0, which noisy full-head magnitudes never are."""
+    return float(np.mean(np.asarray(array) == 0)) >= MASKED_ZERO_FRACTION
+
+
+def brain_mask(image: np.ndarray, spacing: float = WORK_SPACING_MM, opening_mm: float = 4.0,
+               masked: bool = False) -> np.ndarray:
     """Brain mask from a GRE/SWI magnitude, for full-head and skull-stripped inputs alike.
 
     Tissue is separated from air by an Otsu threshold; an opening of ``opening_mm`` cuts the
     thin bridges between brain and scalp across the dark skull; the largest component is kept,
-    closed and hole-filled so dark lesions, veins and iron-rich nuclei stay inside.
+    closed and hole-filled so dark lesions, veins and iron-rich nuclei stay inside. For a
+    ``masked`` input (see :func:`is_masked`) tissue is every non-zero voxel: there an Otsu
+    threshold would split the brain itself into its bright and dark halves.
     """
-    smooth = ndimage.gaussian_filter(image, 1.0 / spacing)
-    foreground = smooth > _otsu(smooth[smooth > 0])
+    if masked:
+        foreground = image > 0
+    else:
+        smooth = ndimage.gaussian_filter(image, 1.0 / spacing)
+        foreground = smooth > _otsu(smooth[smooth > 0])
     if not foreground.any():
         raise CMBDetectorError("No tissue found in the volume: is it empty or all background?")
     r = max(1, int(round(opening_mm / spacing)))
@@ -107,7 +120,7 @@ def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = 
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:
-        brain = brain_mask(image)
+        brain = brain_mask(image, masked=is_masked(array))
     progress(0.35)
     image, brain, work = crop_to(image, brain, work)
     image = bias_correct(image, brain, work)

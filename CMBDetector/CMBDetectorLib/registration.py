@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .atlas import RegionAtlas, load_region_atlas, template_brain
 from .geometry import LPS_TO_RAS, Geometry, to_sitk
-from .preprocessing import brain_mask, canonical_geometry, crop_to, resample
+from .preprocessing import brain_mask, canonical_geometry, crop_to, is_masked, resample
 
 WORK_MM = 2.0
 BSPLINE_MESH = 3
@@ -59,7 +59,7 @@ def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = 
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:
-        brain = brain_mask(image, WORK_MM, opening_mm=MASK_OPENING_MM)
+        brain = brain_mask(image, WORK_MM, opening_mm=MASK_OPENING_MM, masked=is_masked(array))
     if not brain.any():
         return image, brain, work
     return crop_to(image, brain, work, margin=int(round(CROP_MARGIN_MM / WORK_MM)))

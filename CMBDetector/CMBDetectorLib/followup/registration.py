@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from ..errors import CMBDetectorError
 from ..geometry import Geometry, to_sitk
-from ..preprocessing import brain_mask, canonical_geometry, resample
+from ..preprocessing import brain_mask, canonical_geometry, is_masked, resample
 from ..registration import mask_dice
 
 GRID_MM = 2.0
@@ -56,7 +56,7 @@ def _work_image(array: np.ndarray, geometry: Geometry, what: str) -> tuple[sitk.
     work, shape = canonical_geometry(geometry, array.shape[:3], GRID_MM)
     image = np.maximum(resample(np.asarray(array, np.float32), geometry, work, shape), 0.0)
     try:
-        mask = brain_mask(image, GRID_MM)
+        mask = brain_mask(image, GRID_MM, masked=is_masked(array))
     except CMBDetectorError as exc:
         raise CMBDetectorError(f"The {what} scan: {exc}") from exc
     if mask.sum() < 1000:  # 8 ml at 2 mm

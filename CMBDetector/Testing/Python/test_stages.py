@@ -7,7 +7,7 @@ from scipy.spatial.transform import Rotation
 from CMBDetectorLib.candidates import find_candidates
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.postprocess import nms_3d, to_detections
-from CMBDetectorLib.preprocessing import brain_mask, canonical_geometry, normalise, preprocess
+from CMBDetectorLib.preprocessing import brain_mask, canonical_geometry, is_masked, normalise, preprocess
 
 
 def head_phantom(shape=(48, 64, 64), geometry=None, blobs=(), rng=None):
@@ -44,6 +44,22 @@ def test_brain_mask_excludes_scalp():
     scalp = image > 600
     assert (mask & scalp).sum() < 0.02 * scalp.sum()
     assert mask.sum() > 0.5 * (image > 400).sum() - scalp.sum()
+
+
+def test_brain_mask_of_skull_stripped_input_keeps_the_whole_brain():
+    """A skull-stripped scan (background exactly 0) with a strong bias field: an Otsu threshold
+    on the tissue alone would keep only its bright half (seen on a validation pair, where the
+    mask held a third of the brain). The masked path keeps all of it, dark lesion included."""
+    image, geometry = head_phantom(blobs=[(24, 32, 20, 3.0)])
+    k, j, i = np.indices(image.shape)
+    brain = ((((k - 23.5) / 24) ** 2 + ((j - 31.5) / 32) ** 2 + ((i - 31.5) / 32) ** 2) < 0.72 ** 2)
+    stripped = np.where(brain, image * np.exp(3.0 * (i / 63.0 - 0.5)), 0.0).astype(np.float32)
+    assert is_masked(stripped) and not is_masked(image)
+    assert brain_mask(stripped).sum() < 0.6 * brain.sum()  # the unmasked path fails here
+    mask = brain_mask(stripped, masked=True)  # all but the 1.5 mm rim the mask always gives up
+    assert mask.sum() > 0.72 * brain.sum() and not (mask & ~brain).any()
+    assert mask[24, 32, 20]
+    assert preprocess(stripped, geometry).mask.sum() == pytest.approx(mask.sum(), rel=0.02)  # the pipeline takes that path
 
 
 def test_normalise_sets_brain_median_to_one():
