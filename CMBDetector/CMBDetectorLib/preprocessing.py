@@ -19,6 +19,7 @@ from .progress import FractionCallback
 
 WORK_SPACING_MM = 1.0
 MASKED_ZERO_FRACTION = 0.25
+MASKED_TISSUE_FRACTION = 0.25
 
 
 @dataclass
@@ -76,11 +77,12 @@ def brain_mask(image: np.ndarray, spacing: float = WORK_SPACING_MM, opening_mm: 
     Tissue is separated from air by an Otsu threshold; an opening of ``opening_mm`` cuts the
     thin bridges between brain and scalp across the dark skull; the largest component is kept,
     closed and hole-filled so dark lesions, veins and iron-rich nuclei stay inside. For a
-    ``masked`` input (see :func:`is_masked`) tissue is every non-zero voxel: there an Otsu
-    threshold would split the brain itself into its bright and dark halves.
+    ``masked`` input (see :func:`is_masked`) tissue is every non-zero voxel brighter than a quarter
+    of their median (which drops a skull left in a full-head scan whose air was zeroed): there an
+    Otsu threshold would split the brain itself into its bright and dark halves.
     """
     if masked:
-        foreground = image > 0
+        foreground = image > MASKED_TISSUE_FRACTION * np.median(image[image > 0])
     else:
         smooth = ndimage.gaussian_filter(image, 1.0 / spacing)
         foreground = smooth > _otsu(smooth[smooth > 0])

@@ -59,6 +59,10 @@ def test_brain_mask_of_skull_stripped_input_keeps_the_whole_brain():
     mask = brain_mask(stripped, masked=True)  # all but the 1.5 mm rim the mask always gives up
     assert mask.sum() > 0.72 * brain.sum() and not (mask & ~brain).any()
     assert mask[24, 32, 20]
+    zeroed_air = np.where(image > 20, image, 0.0).astype(np.float32)  # full head, air set to 0
+    assert is_masked(zeroed_air)
+    scalp = image > 600
+    assert (brain_mask(zeroed_air, masked=True) & scalp).sum() < 0.02 * scalp.sum()
     assert preprocess(stripped, geometry).mask.sum() == pytest.approx(mask.sum(), rel=0.02)  # the pipeline takes that path
 
 
