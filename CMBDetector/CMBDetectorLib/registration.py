@@ -52,25 +52,35 @@ class AtlasRegistration:
         return np.array([self.transform.TransformPoint(tuple(p)) for p in pts]).reshape(-1, 3) @ LPS_TO_RAS
 
 
-def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None):
-    """Scan magnitude and brain mask on a ``WORK_MM`` axis-aligned grid: (image, mask, geometry)."""
-    work, shape = canonical_geometry(geometry, array.shape, WORK_MM)
-    image = np.maximum(resample(array.astype(np.float32), geometry, work, shape), 0.0)
+def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None,
+               opening_mm: float = MASK_OPENING_MM):
+    """Scan magnitude and brain mask on a ``WORK_MM`` axis-aligned grid, cropped to the brain:
+    (image, mask, geometry). Also the follow-up registration's starting point."""
+    work, shape = canonical_geometry(geometry, array.shape[:3], WORK_MM)
+    image = np.maximum(resample(np.asarray(array, np.float32), geometry, work, shape), 0.0)
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:
-        brain = brain_mask(image, WORK_MM, opening_mm=MASK_OPENING_MM, masked=is_masked(array))
+        brain = brain_mask(image, WORK_MM, opening_mm=opening_mm, masked=is_masked(array))
     if not brain.any():
         return image, brain, work
     return crop_to(image, brain, work, margin=int(round(CROP_MARGIN_MM / WORK_MM)))
 
 
-def _fixed_images(image: np.ndarray, brain: np.ndarray, work: Geometry):
-    """Brain-only scan image (median 1) and the metric mask (brain grown by 6 mm so its edge counts)."""
+def brain_only(image: np.ndarray, brain: np.ndarray, margin_voxels: int = 0) -> np.ndarray:
+    """The image scaled to a median brain intensity of 1 (clipped at 4), zero beyond
+    ``margin_voxels`` of the brain: scalp, neck and a slab's dark edges, which differ between
+    scans and protocols, cannot steer a registration."""
     median = float(np.median(image[brain])) if brain.any() else 1.0
-    fixed = np.where(brain, np.clip(image / max(median, 1e-6), 0, 4), 0).astype(np.float32)
+    keep = ndimage.binary_dilation(brain, iterations=margin_voxels) if margin_voxels else brain
+    return np.where(keep, np.clip(image / max(median, 1e-6), 0, 4), 0).astype(np.float32)
+
+
+def _fixed_images(image: np.ndarray, brain: np.ndarray, work: Geometry):
+    """Brain-only scan image and the metric mask (brain grown by 6 mm so its edge counts)."""
     grown = ndimage.binary_dilation(brain, iterations=int(round(6 / WORK_MM)))
-    return to_sitk(fixed, work), to_sitk(grown.astype(np.uint8), work), to_sitk(brain.astype(np.uint8), work)
+    return (to_sitk(brain_only(image, brain), work), to_sitk(grown.astype(np.uint8), work),
+            to_sitk(brain.astype(np.uint8), work))
 
 
 def _method(fixed_mask: sitk.Image, shrink, smooth, sampling: float) -> sitk.ImageRegistrationMethod:

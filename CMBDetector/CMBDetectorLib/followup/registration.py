@@ -13,14 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from ..errors import CMBDetectorError
 from ..geometry import Geometry, to_sitk
-from ..preprocessing import brain_mask, canonical_geometry, is_masked, resample
-from ..registration import mask_dice
+from ..registration import WORK_MM, brain_only, mask_dice, scan_brain
 
-GRID_MM = 2.0
+GRID_MM = WORK_MM
 # A synthetic cross-protocol pair (seed 5: 1.8 mm 3 T SWI vs 5 mm 1.5 T GRE) registers with
 # Dice 0.94 and < 1 mm error at its microbleeds; a slab or another object falls far below.
 MIN_DICE = 0.85
@@ -53,19 +51,16 @@ class Registration:
 
 
 def _work_image(array: np.ndarray, geometry: Geometry, what: str) -> tuple[sitk.Image, sitk.Image]:
-    """Brain-only normalised 2 mm image (zero beyond 2 mm from the brain mask) and the mask
-    (SimpleITK, LPS). Scalp, neck and a slab's darkened edges differ between visits and
-    protocols; left in, they pulled a cross-protocol validation pair 20 mm off (seed 251001)."""
-    work, shape = canonical_geometry(geometry, array.shape[:3], GRID_MM)
-    image = np.maximum(resample(np.asarray(array, np.float32), geometry, work, shape), 0.0)
+    """Brain-only 2 mm image (zero beyond 2 mm of the brain) and brain mask (SimpleITK, LPS), as
+    the location stage prepares them. On whole-head images, scalp, neck and a slab's darkened
+    edges pulled a cross-protocol validation pair (seed 251001) 20 mm off."""
     try:
-        mask = brain_mask(image, GRID_MM, masked=is_masked(array))
+        image, mask, work = scan_brain(array, geometry)
     except CMBDetectorError as exc:
         raise CMBDetectorError(f"The {what} scan: {exc}") from exc
-    if mask.sum() < 1000:  # 8 ml at 2 mm
+    if mask.sum() * GRID_MM ** 3 < 8000:
         raise CMBDetectorError(f"The {what} scan shows almost no brain: give a full brain acquisition.")
-    image = np.where(ndimage.binary_dilation(mask), image, 0.0) / max(float(np.median(image[mask])), 1e-6)
-    return to_sitk(image.astype(np.float32), work), to_sitk(mask.astype(np.uint8), work)
+    return to_sitk(brain_only(image, mask, margin_voxels=1), work), to_sitk(mask.astype(np.uint8), work)
 
 
 def register(baseline: np.ndarray, baseline_geometry: Geometry, followup: np.ndarray,

@@ -83,9 +83,9 @@ def test_registration_recovers_head_motion_across_grids():
 @pytest.mark.parametrize("case", ["slab", "unrelated"])
 def test_registration_failure_is_reported_and_blocks_the_change_call(case):
     base = phantom(*BASELINE_GRID)
-    if case == "slab":
-        geometry = Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -10.0))
-        follow = phantom(geometry, (10, 106, 91))
+    if case == "slab":  # a 40 mm slab of the 124 mm brain
+        geometry = Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -20.0))
+        follow = phantom(geometry, (20, 106, 91))
     else:  # another object: a small ball off to one side
         geometry, shape = BASELINE_GRID
         follow = phantom(geometry, shape, shift=np.array([40.0, 50.0, 30.0]), brain=(30, 30, 30))
@@ -94,6 +94,12 @@ def test_registration_failure_is_reported_and_blocks_the_change_call(case):
     assert ("covers only" in reg.reason) if case == "slab" else ("Dice" in reg.reason or "covers" in reg.reason)
     with pytest.raises(CMBDetectorError, match="Registration of the follow-up to the baseline failed"):
         compare_detections([], [det((0, 0, 0), 0.9)], (0.5, 0.5), reg, (base, BASELINE_GRID[0]))
+
+
+def test_a_follow_up_with_almost_no_brain_is_refused_by_name():
+    geometry = Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -10.0))  # a 20 mm slab
+    with pytest.raises(CMBDetectorError, match="The follow-up scan shows almost no brain"):
+        register(phantom(*BASELINE_GRID), BASELINE_GRID[0], phantom(geometry, (10, 106, 91)), geometry)
 
 
 def test_spot_contrast_sees_dark_spots_only():

@@ -102,7 +102,7 @@ def test_compare_visits_on_different_grids(scene, pair_nodes, stub_detector, tmp
 
 def test_failed_registration_reports_no_changes(scene, stub_detector):
     base = add_volume(scene, phantom(*BASELINE_GRID), BASELINE_GRID, "baseline")
-    slab_grid = (Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -10.0)), (10, 106, 91))
+    slab_grid = (Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -20.0)), (20, 106, 91))  # 40 mm
     slab = add_volume(scene, phantom(*slab_grid), slab_grid, "slab")
     before = scene.GetNumberOfNodes()
     with pytest.raises(CMBDetectorError, match="covers only"):
@@ -115,7 +115,7 @@ def test_compare_cli_single_pair_and_batch(tmp_path, stub_detector, capsys):
     data.mkdir()
     write_image(data / "s01_v1.nii.gz", phantom(*BASELINE_GRID), BASELINE_GRID[0])
     write_image(data / "s01_v2.nii.gz", phantom(*FOLLOWUP_GRID, rotation=ROTATION, shift=SHIFT), FOLLOWUP_GRID[0])
-    slab_grid = (Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -10.0)), (10, 106, 91))
+    slab_grid = (Geometry.from_parts((2.0, 2.0, 2.0), (-90.0, -105.0, -20.0)), (20, 106, 91))  # 40 mm
     write_image(data / "s02_v1.nii.gz", phantom(*BASELINE_GRID), BASELINE_GRID[0])
     write_image(data / "s02_v2.nii.gz", phantom(*slab_grid), slab_grid[0])
     out = tmp_path / "out"
