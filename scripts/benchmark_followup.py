@@ -145,9 +145,8 @@ def main() -> None:
     parser.add_argument("--row", choices=("same", "cross", "both"), default="both",
                         help="run one row only (two processes can share a --cache)")
     parser.add_argument("--cached-only", action="store_true", help="evaluate the pairs already in --cache, run none")
-    parser.add_argument("--cutoffs", type=float, nargs=5, metavar=("SCORE_HIGH", "SCORE_LOW", "CONTRAST_HIGH",
-                                                                   "CONTRAST_LOW", "NEW_SCORE"),
-                        help="evaluate these cut-offs instead of the defaults")
+    parser.add_argument("--first-guess", action="store_true",
+                        help="evaluate the first-guess cut-offs instead of the chosen ones (the README's comparison)")
     args = parser.parse_args()
     if args.choose and not args.validation:
         parser.error("cut-offs are chosen on validation pairs only: add --validation")
@@ -177,8 +176,8 @@ def main() -> None:
         by_row[row] = runs
     if args.choose:
         cutoffs = choose([r for runs in by_row.values() for r in runs])
-    elif args.cutoffs:
-        cutoffs = Cutoffs(*args.cutoffs)
+    elif args.first_guess:
+        cutoffs = FIRST_GUESS
     else:
         cutoffs = Cutoffs()
     print(f"cut-offs: {cutoffs}")

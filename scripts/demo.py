@@ -26,7 +26,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig  # noqa: E402
 from CMBDetectorLib.errors import CMBDetectorError  # noqa: E402
 from CMBDetectorLib.geometry import Geometry  # noqa: E402
-from CMBDetectorLib.scanfiles import phase_partner  # noqa: E402
+from CMBDetectorLib.scanfiles import phase_partner, scan_name  # noqa: E402
 from CMBDetectorMRML import markups, readout, report, volumes  # noqa: E402
 from CMBDetectorMRML.logic import CMBDetectorLogic  # noqa: E402
 from CMBDetectorMRML.scene import new_scene  # noqa: E402
@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def output_name(path: Path) -> str:
     """Scan name without image suffix and without a trailing ``_mag`` (magnitude) tag."""
-    name = volumes.scan_name(path)
+    name = scan_name(path)
     return name[: -len("_mag")] if name.endswith("_mag") else name
 
 

@@ -52,8 +52,7 @@ class AtlasRegistration:
         return np.array([self.transform.TransformPoint(tuple(p)) for p in pts]).reshape(-1, 3) @ LPS_TO_RAS
 
 
-def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None,
-               opening_mm: float = MASK_OPENING_MM):
+def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None):
     """Scan magnitude and brain mask on a ``WORK_MM`` axis-aligned grid, cropped to the brain:
     (image, mask, geometry). Also the follow-up registration's starting point."""
     work, shape = canonical_geometry(geometry, array.shape[:3], WORK_MM)
@@ -61,7 +60,7 @@ def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = 
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:
-        brain = brain_mask(image, WORK_MM, opening_mm=opening_mm, masked=is_masked(array))
+        brain = brain_mask(image, WORK_MM, opening_mm=MASK_OPENING_MM, masked=is_masked(array))
     if not brain.any():
         return image, brain, work
     return crop_to(image, brain, work, margin=int(round(CROP_MARGIN_MM / WORK_MM)))

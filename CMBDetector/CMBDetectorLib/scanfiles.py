@@ -8,6 +8,16 @@ from pathlib import Path
 
 PHASE_TAG = "_phase"
 BIDS_MAGNITUDE, BIDS_PHASE = "part-mag", "part-phase"
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def scan_name(path) -> str:
+    """File name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
 
 
 def _entities(path) -> list[str]:

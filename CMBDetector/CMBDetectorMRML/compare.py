@@ -24,7 +24,7 @@ from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.followup.pairs import VisitPair, pairs_from_csv, pairs_in_folder
 from CMBDetectorLib.progress import ProgressCallback
-from CMBDetectorLib.scanfiles import phase_partner
+from CMBDetectorLib.scanfiles import phase_partner, scan_name
 
 from . import followup, tables, volumes
 from .__main__ import _Printer
@@ -54,7 +54,7 @@ def compare_files(baseline, followup_path, output_dir, config: DetectorConfig | 
         phase = phase_partner(path) if phase is None else Path(phase)
         nodes += [volume, None if phase is None else volumes.load_volume(headless.scene, phase)]
     result = followup.compare_nodes(nodes[0], nodes[2], config, nodes[1], nodes[3], progress=progress)
-    name = name or volumes.scan_name(followup_path)
+    name = name or scan_name(followup_path)
     output_dir = Path(output_dir)
     changes, summary = followup.write_outputs(result, output_dir, name, Path(baseline).name, Path(followup_path).name)
     logic, written = CMBDetectorLogic(), []

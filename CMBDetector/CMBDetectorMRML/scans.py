@@ -42,7 +42,7 @@ def image_files(directory) -> list[Path]:
     image that belongs to another scan of the folder is not a scan of its own."""
     files = sorted(p for p in Path(directory).iterdir()
                    if p.is_file() and not p.name.startswith(".")
-                   and p.name.lower().endswith(volumes.IMAGE_SUFFIXES))
+                   and p.name.lower().endswith(scanfiles.IMAGE_SUFFIXES))
     partners = {phase_partner(p) for p in files} - {None}
     return [p for p in files if p not in partners]
 
@@ -52,7 +52,7 @@ def file_scan(path, phase_path=None, name: str | None = None, label: str | None 
     BIDS outputs are named after the entities without ``part-mag``."""
     path = Path(path)
     phase = phase_partner(path) if phase_path is None else Path(phase_path)
-    default = scanfiles.scan_base(path) if scanfiles.is_bids_magnitude(path) else volumes.scan_name(path)
+    default = scanfiles.scan_base(path) if scanfiles.is_bids_magnitude(path) else scanfiles.scan_name(path)
     return Scan(label or path.name, name or default, path=path, phase_path=phase)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -11,8 +10,8 @@ import vtk
 
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry, read_image, to_sitk
+from CMBDetectorLib.scanfiles import scan_name
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
@@ -151,15 +150,6 @@ def volume_from_array(scene, array: np.ndarray, geometry: Geometry, name: str):
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
     node.SetIJKToRASMatrix(numpy_to_matrix(geometry.ijk_to_ras))
     return node
-
-
-def scan_name(path) -> str:
-    """File name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
-    name = Path(path).name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
 
 
 def load_volume(scene, path):

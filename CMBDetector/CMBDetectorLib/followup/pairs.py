@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CMBDetectorError
-from ..scanfiles import is_phase_file, scan_base
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+from ..scanfiles import IMAGE_SUFFIXES, is_phase_file, scan_base, scan_name
 
 
 @dataclass(frozen=True)
@@ -28,12 +26,8 @@ class VisitPair:
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)] + ".nii"  # scan_base strips .nii and a trailing _mag
-            break
-    return scan_base(name)
+    """The scan's name without image suffix and trailing ``_mag``."""
+    return scan_base(scan_name(path))
 
 
 def pairs_in_folder(folder) -> list[VisitPair]:

@@ -18,7 +18,6 @@ from ..errors import CMBDetectorError
 from ..geometry import Geometry, to_sitk
 from ..registration import WORK_MM, brain_only, mask_dice, scan_brain
 
-GRID_MM = WORK_MM
 # A synthetic cross-protocol pair (seed 5: 1.8 mm 3 T SWI vs 5 mm 1.5 T GRE) registers with
 # Dice 0.94 and < 1 mm error at its microbleeds; a slab or another object falls far below.
 MIN_DICE = 0.85
@@ -58,7 +57,7 @@ def _work_image(array: np.ndarray, geometry: Geometry, what: str) -> tuple[sitk.
         image, mask, work = scan_brain(array, geometry)
     except CMBDetectorError as exc:
         raise CMBDetectorError(f"The {what} scan: {exc}") from exc
-    if mask.sum() * GRID_MM ** 3 < 8000:
+    if mask.sum() * WORK_MM ** 3 < 8000:  # 8 ml
         raise CMBDetectorError(f"The {what} scan shows almost no brain: give a full brain acquisition.")
     return to_sitk(brain_only(image, mask, margin_voxels=1), work), to_sitk(mask.astype(np.uint8), work)
 
