@@ -43,14 +43,16 @@ class ScanOutcome:
     calc_ras: np.ndarray | None = None  # calcification centres
 
 
-def test_scan(n: int, seed0: int = TEST_SEED0):
-    """The n-th held-out synthetic scan (``seed0`` = VALIDATION_SEED0 for threshold tuning)."""
+def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None):
+    """The n-th held-out synthetic scan (``seed0`` = VALIDATION_SEED0 for threshold tuning);
+    ``randomisation`` (default: the engine's OFF) widens the engine (:mod:`..synth.randomisation`)."""
     from ..synth import generate_scan, sample_protocol
+    from ..synth.randomisation import OFF
 
     seed = seed0 + n
     rng = np.random.default_rng(seed)
     protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5) if n % 4 == 3 else None
-    return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None)
+    return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF)
 
 
 def stress_scan(n: int, seed0: int = STRESS_SEED0):

@@ -42,10 +42,11 @@ def scan_rows(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_di
     return x, y.astype(np.float64)
 
 
-def _synthetic_rows(n: int, models_dir: Path):
+def _synthetic_rows(n: int, models_dir: Path, wide_every: int = 0):
     from ..evaluation.benchmark import test_scan
+    from ..synth.randomisation import WIDE
 
-    scan = test_scan(n, FUSION_SEED0)
+    scan = test_scan(n, FUSION_SEED0, WIDE if wide_every and n % wide_every == wide_every - 1 else None)
     return scan_rows(scan.magnitude, scan.geometry, *scan.cmb_truth(), models_dir, scan.phase)
 
 
@@ -56,21 +57,39 @@ def _file_rows(pair: tuple[Path, Path], models_dir: Path):
     return scan_rows(array, geometry, *read_annotations(pair[1]), models_dir, phase)
 
 
-def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 1.0) -> list[ScoreFusion]:
-    """Rows from every source (ints: fusion seeds; (image, csv) pairs: real scans), then the fits:
-    magnitude only, and with phase when every source has a phase image."""
+def collect_rows(sources, models_dir: Path, workers: int = 2, wide_every: int = 0):
+    """Per-source (inputs, labels) of every source (ints: fusion seeds; (image, csv) pairs: real
+    scans); ``wide_every`` N > 0 draws every N-th fusion seed with the engine's WIDE randomisation."""
     sources = list(sources)
-    fn = _synthetic_rows if sources and isinstance(sources[0], int) else _file_rows
+    synthetic = bool(sources) and isinstance(sources[0], int)
+    fn = partial(_synthetic_rows, wide_every=wide_every) if synthetic else _file_rows
     xs, ys = [], []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, (x, y) in enumerate(pool.map(partial(fn, models_dir=models_dir), sources), 1):
             xs.append(x)
             ys.append(y)
             print(f"[fusion] {n}/{len(sources)} scans, {len(y)} rows, {int(y.sum())} on microbleeds", flush=True)
+    return xs, ys
+
+
+def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 1.0, wide_every: int = 0,
+        rows: Path | None = None) -> list[ScoreFusion]:
+    """The fits on the rows of :func:`collect_rows`: magnitude only, and with phase when every
+    source has a phase image; ``rows`` (.npz) keeps the rows, and reuses them when it exists."""
+    sources = list(sources)
+    if rows is not None and Path(rows).is_file():
+        with np.load(rows) as data:
+            xs, ys = [data[f"x{n}"] for n in range(len(sources))], [data[f"y{n}"] for n in range(len(sources))]
+        print(f"[fusion] rows of {len(sources)} scans from {rows}", flush=True)
+    else:
+        xs, ys = collect_rows(sources, models_dir, workers, wide_every)
+        if rows is not None:
+            np.savez(rows, **{f"x{n}": x for n, x in enumerate(xs)}, **{f"y{n}": y for n, y in enumerate(ys)})
     y = np.concatenate(ys)
     with_phase = all(x.shape[1] > len(FEATURES) for x in xs)
     x = np.concatenate([x if with_phase else x[:, :len(FEATURES)] for x in xs])
-    metadata = {"n_scans": len(sources), "n_rows": int(len(y)), "n_positive": int(y.sum()), "l2": l2}
+    metadata = {"n_scans": len(sources), "wide_every": wide_every, "n_rows": int(len(y)),
+                "n_positive": int(y.sum()), "l2": l2}
     fits = []
     for phase_model in (False, True)[:1 + with_phase]:
         fusion = ScoreFusion.fit(x if phase_model else x[:, :len(FEATURES)], y, l2=l2)
@@ -92,6 +111,9 @@ def main(argv=None):
     parser.add_argument("--out-dir", type=Path, help="where the JSON files go (default: --models-dir)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
+    parser.add_argument("--wide-every", type=int, default=0, metavar="N",
+                        help="synthetic only: every N-th fusion seed uses the engine's WIDE randomisation")
+    parser.add_argument("--rows", type=Path, help=".npz that keeps the rows (reused when it exists)")
     args = parser.parse_args(argv)
     if args.synthetic is not None:
         sources = list(range(args.synthetic))
@@ -99,7 +121,8 @@ def main(argv=None):
         sources = find_annotated_scans(args.folder)
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
-    fit(sources, args.models_dir, args.out_dir or args.models_dir, workers=args.workers, l2=args.l2)
+    fit(sources, args.models_dir, args.out_dir or args.models_dir, workers=args.workers, l2=args.l2,
+        wide_every=args.wide_every, rows=args.rows)
 
 
 if __name__ == "__main__":

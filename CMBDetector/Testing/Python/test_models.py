@@ -60,6 +60,26 @@ def test_augmented_score_averages_logits_of_the_views_above_the_gate():
     assert refined[1] == plain[1]
 
 
+
+def test_augmentation_refines_only_the_best_candidates_above_the_gate():
+    # Three dark dots of different strength, all above a gate of ~0: with tta_max=1 only the one
+    # the plain pass scores highest is rescored; the others keep their plain scores.
+    clf = CandidateClassifier(MODELS_DIR, "cpu")
+    rng = np.random.default_rng(2)
+    image = (1.0 + rng.normal(0, 0.05, (48, 64, 48))).astype(np.float32)
+    k, j, i = np.indices(image.shape)
+    kji = np.array([[24, 14, 24], [24, 32, 23], [24, 50, 24]])
+    for (kc, jc, ic), depth in zip(kji, (0.9, 0.6, 0.4)):
+        image *= 1 - depth * np.exp(-(((k - kc) / 1.3) ** 2 + (j - jc) ** 2 + (i - ic + 0.5) ** 2) / 6)
+    plain = clf.score(image, kji, tta_gate=None)
+    every = clf.score(image, kji, tta_gate=1e-9)
+    best = clf.score(image, kji, tta_gate=1e-9, tta_max=1)
+    top = int(np.argmax(plain))
+    assert best[top] == pytest.approx(every[top], abs=1e-6)
+    others = [n for n in range(3) if n != top]
+    np.testing.assert_allclose(best[others], plain[others], atol=1e-6)
+    assert not np.allclose(every[others], plain[others], atol=1e-4)
+
 def test_model_parameter_budget():
     import torch
 
