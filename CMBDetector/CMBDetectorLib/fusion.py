@@ -1,8 +1,7 @@
 """Learned fusion of the CNN and YOLO scores (and the phase evidence) into the final score.
 
-A logistic regression over the two models' logits, a thick-slice indicator (the models'
-scores mean different things on 4-5 mm 2D GRE than on thin 3D SWI) and the candidate's Hessian
-blobness (:mod:`.tubularity`: round dot or tube, against veins), fitted on synthetic scans
+A logistic regression over the two models' logits and a thick-slice indicator (the models'
+scores mean different things on 4-5 mm 2D GRE than on thin 3D SWI), fitted on synthetic scans
 neither model was trained on (:mod:`.training.train_fusion`). When a phase image is given a
 second model adds the paramagnetic score of :mod:`.phase`. The output is the probability that a
 candidate is a microbleed.
@@ -20,9 +19,7 @@ from .errors import CMBDetectorError
 
 FUSION_WEIGHTS = "cmb_fusion.json"
 PHASE_FUSION_WEIGHTS = "cmb_fusion_phase.json"
-# The inputs the pipeline computes for every candidate YOLO scored (with phase, PHASE_FEATURES);
-# a fusion file names the ones it uses (files fitted before "blobness" existed leave it out).
-FEATURES = ("cnn_logit", "yolo_logit", "thick_slices", "blobness")
+FEATURES = ("cnn_logit", "yolo_logit", "thick_slices")
 PHASE_FEATURES = FEATURES + ("paramagnetic",)
 _EPS = 1e-3
 
@@ -36,12 +33,11 @@ def weights_file(with_phase: bool) -> str:
     return PHASE_FUSION_WEIGHTS if with_phase else FUSION_WEIGHTS
 
 
-def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray, thick_slices: bool, blobness: np.ndarray,
+def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray, thick_slices: bool,
                   paramagnetic: np.ndarray | None = None) -> np.ndarray:
     """(N, len(FEATURES)) design matrix, plus the paramagnetic score column when given;
     a missing (NaN) YOLO score counts as 0."""
-    columns = [_logit(cnn), _logit(yolo), np.full(len(cnn), float(thick_slices)),
-               np.asarray(blobness, dtype=np.float64)]
+    columns = [_logit(cnn), _logit(yolo), np.full(len(cnn), float(thick_slices))]
     if paramagnetic is not None:
         columns.append(np.asarray(paramagnetic, dtype=np.float64))
     return np.column_stack(columns)
@@ -58,12 +54,7 @@ class ScoreFusion:
     features: tuple[str, ...] = FEATURES
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities from rows with the columns of FEATURES (or PHASE_FEATURES); the model
-        reads the columns it was fitted on."""
-        x = np.asarray(x, dtype=np.float64)
-        available = PHASE_FEATURES if x.shape[1] == len(PHASE_FEATURES) else FEATURES
-        x = x[:, [available.index(name) for name in self.features]]
-        z = ((x - self.mean) / self.scale) @ self.weights + self.bias
+        z = ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.weights + self.bias
         return (1 / (1 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
 
     @classmethod
@@ -102,17 +93,13 @@ class ScoreFusion:
         from .validation import RETRAIN_HINT
 
         path = Path(models_dir) / weights_file(with_phase)
-        available = PHASE_FEATURES if with_phase else FEATURES
+        features = PHASE_FEATURES if with_phase else FEATURES
         if not path.is_file():
             raise CMBDetectorError(f"Score fusion weights not found: {path}. {RETRAIN_HINT}")
         try:
             data = json.loads(path.read_text())
-            features = tuple(data["features"])
-            if not set(features) <= set(available) or ("paramagnetic" in features) != with_phase \
-                    or "cnn_logit" not in features:
-                kind = "phase" if with_phase else "magnitude"
-                raise ValueError(f"features {list(features)} differ from what a {kind} fusion reads "
-                                 f"(cnn_logit and any of {list(available)})")
+            if tuple(data["features"]) != features:
+                raise ValueError(f"features {data['features']} differ from {list(features)}")
             fusion = cls(np.asarray(data["mean"], float), np.asarray(data["scale"], float),
                          np.asarray(data["weights"], float), float(data["bias"]), features)
             if not (len(fusion.mean) == len(fusion.scale) == len(fusion.weights) == len(features)):

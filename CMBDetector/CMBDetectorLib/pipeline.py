@@ -23,7 +23,6 @@ from .preprocessing import Preprocessed, preprocess
 from .progress import CancelCheck, ProgressCallback, StageReporter
 from .results import DetectionResult
 from .size import measure_detections
-from .tubularity import blobness
 from .validation import PreparedInput, prepare_input, run_with_gpu_fallback, select_device
 from .yolo_rescore import YoloRescorer
 
@@ -33,8 +32,8 @@ CNN_GATE = 0.15
 
 @dataclass
 class ScoredCandidates:
-    """Every candidate with its stage scores (``yolo``, ``blobness`` and ``paramagnetic`` are NaN
-    where they were not computed; ``paramagnetic`` is None without a phase image)."""
+    """Every candidate with its stage scores (``yolo`` and ``paramagnetic`` are NaN where they
+    were not computed; ``paramagnetic`` is None without a phase image)."""
 
     prepared: PreparedInput
     pre: Preprocessed
@@ -45,13 +44,12 @@ class ScoredCandidates:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     paramagnetic: np.ndarray | None = None
-    blobness: np.ndarray | None = None
 
 
 def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConfig, mask=None,
                      report: StageReporter | None = None, phase=None) -> ScoredCandidates:
-    """Run every stage up to the scores; the Hessian shape, YOLO and the phase evidence look only
-    at candidates with CNN >= ``CNN_GATE``."""
+    """Run every stage up to the scores; YOLO and the phase evidence look only at candidates
+    with CNN >= ``CNN_GATE``."""
     report = report or StageReporter()
     timings: dict[str, float] = {}
     report("Checking input", 0.0)
@@ -80,15 +78,11 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
             pre.image, cands.kji, progress=report.within("3D CNN", 0.55, 0.75)), device, warnings)
     timings["cnn"] = time.perf_counter() - t
 
-    yolo = blob = None
+    yolo = None
     if config.use_yolo:
-        look = np.flatnonzero(cnn >= CNN_GATE)
-        t = time.perf_counter()
-        blob = np.full(len(cands), np.nan, dtype=np.float32)
-        blob[look] = blobness(pre.image, cands.kji[look], cands.diameter_mm[look])
-        timings["shape"] = time.perf_counter() - t
         report("YOLO rescoring", 0.75)
         t = time.perf_counter()
+        look = np.flatnonzero(cnn >= CNN_GATE)
         yolo = np.full(len(cands), np.nan, dtype=np.float32)
         yolo[look] = run_with_gpu_fallback(
             lambda dev: YoloRescorer(config.models_dir, dev).score(
@@ -103,7 +97,7 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
         t = time.perf_counter()
         paramagnetic = sign * dipole_scores(prepared, pre, cands, np.flatnonzero(cnn >= CNN_GATE))
         timings["phase"] = time.perf_counter() - t
-    return ScoredCandidates(prepared, pre, cands, cnn, yolo, device, timings, warnings, paramagnetic, blob)
+    return ScoredCandidates(prepared, pre, cands, cnn, yolo, device, timings, warnings, paramagnetic)
 
 
 def dipole_scores(prepared: PreparedInput, pre: Preprocessed, cands: Candidates, look: np.ndarray) -> np.ndarray:
@@ -121,8 +115,7 @@ def fusion_rows(scored: ScoredCandidates, use_phase: bool = True) -> tuple[np.nd
     paramagnetic column when the scan has a phase image and ``use_phase``)."""
     look = np.flatnonzero(np.isfinite(scored.yolo))
     phase = scored.paramagnetic[look] if use_phase and scored.paramagnetic is not None else None
-    return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre",
-                               scored.blobness[look], phase)
+    return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre", phase)
 
 
 def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True,

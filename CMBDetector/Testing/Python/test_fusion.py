@@ -14,7 +14,7 @@ from CMBDetectorLib.fusion import (FEATURES, FUSION_WEIGHTS, PHASE_FEATURES, PHA
 
 
 def test_no_candidates_give_empty_rows():
-    x = fusion_inputs(np.zeros(0), np.zeros(0), False, np.zeros(0))
+    x = fusion_inputs(np.zeros(0), np.zeros(0), False)
     assert x.shape == (0, len(FEATURES)) and ScoreFusion.load(MODELS_DIR).score(x).shape == (0,)
 
 
@@ -38,7 +38,7 @@ def test_fit_needs_both_classes():
 
 
 def test_inputs_treat_a_missing_yolo_score_as_zero():
-    x = fusion_inputs(np.array([0.9, 0.2]), np.array([np.nan, 0.0]), True, np.array([0.8, 0.1]))
+    x = fusion_inputs(np.array([0.9, 0.2]), np.array([np.nan, 0.0]), True)
     assert x.shape == (2, len(FEATURES)) and np.isfinite(x).all()
     assert x[0, FEATURES.index("yolo_logit")] == x[1, FEATURES.index("yolo_logit")]
     assert (x[:, FEATURES.index("thick_slices")] == 1).all()
@@ -53,7 +53,7 @@ def test_missing_corrupt_and_mismatched_fusion_weights(tmp_path):
     with pytest.raises(CMBDetectorError, match=FUSION_WEIGHTS):
         ScoreFusion.load(tmp_path)
     data = json.loads(text)
-    data["features"] = data["features"][:-1] + ["vesselness"]  # not an input the pipeline computes
+    data["features"] = data["features"][:-1]
     (tmp_path / FUSION_WEIGHTS).write_text(json.dumps(data))
     with pytest.raises(CMBDetectorError, match="differ"):
         ScoreFusion.load(tmp_path)
@@ -66,41 +66,14 @@ def test_shipped_fusion_rests_on_the_cnn_score():
     assert weights["cnn_logit"] > 2 * max(abs(weights["yolo_logit"]), abs(weights["thick_slices"]))
     for yolo in (0.0, 0.5, 0.95):
         for thick in (False, True):
-            sure, doubtful = fusion_inputs(np.array([0.97, 0.05]), np.array([yolo, yolo]), thick, np.ones(2))
+            sure, doubtful = fusion_inputs(np.array([0.97, 0.05]), np.array([yolo, yolo]), thick)
             assert fusion.score(sure[None])[0] > 0.5 > fusion.score(doubtful[None])[0]
-
-
-def test_a_fit_where_veins_are_tubes_scores_a_tube_below_a_round_dot():
-    # Mimics half of which are tubes (blobness ~0.1) with CNN scores like the microbleeds'.
-    rng = np.random.default_rng(3)
-    n = 800
-    y = (rng.random(n) < 0.3).astype(float)
-    cnn = np.clip(rng.normal(0.75, 0.15, n), 0.01, 0.99)
-    blob = np.where((y == 0) & (rng.random(n) < 0.5), rng.uniform(0.0, 0.2, n), rng.uniform(0.5, 1.0, n))
-    fusion = ScoreFusion.fit(fusion_inputs(cnn, rng.random(n), False, blob), y)
-    assert dict(zip(fusion.features, fusion.weights))["blobness"] > 0
-    vein, dot = fusion.score(fusion_inputs(np.array([0.8, 0.8]), np.array([0.5, 0.5]), False, np.array([0.05, 0.8])))
-    assert vein < 0.5 < dot
-
-
-def test_a_fusion_fitted_before_blobness_reads_only_its_own_columns(tmp_path):
-    old = ScoreFusion(np.zeros(3), np.ones(3), np.array([1.0, 0.5, -0.2]), -0.3, FEATURES[:3])
-    old.save(tmp_path / FUSION_WEIGHTS)
-    loaded = ScoreFusion.load(tmp_path)
-    assert loaded.features == ("cnn_logit", "yolo_logit", "thick_slices")
-    rows = fusion_inputs(np.array([0.9, 0.9]), np.array([0.4, 0.4]), True, np.array([0.0, 1.0]))
-    a, b = loaded.score(rows)
-    z = rows[0, :3] @ old.weights + old.bias
-    assert a == b == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-6)  # blobness ignored
-    with_phase = fusion_inputs(np.array([0.9]), np.array([0.4]), True, np.array([0.0]), np.array([0.7]))
-    assert loaded.score(with_phase)[0] == pytest.approx(a, abs=1e-6)
 
 
 def test_shipped_phase_fusion_rewards_paramagnetic_candidates():
     fusion = ScoreFusion.load(MODELS_DIR, with_phase=True)
-    assert fusion.features[-1] == "paramagnetic" and fusion.weights[-1] > 0
-    bleed, calcification = fusion_inputs(np.array([0.95, 0.95]), np.array([0.6, 0.6]), False, np.ones(2),
-                                         np.array([0.6, -0.6]))
+    assert fusion.features == PHASE_FEATURES and fusion.weights[PHASE_FEATURES.index("paramagnetic")] > 0
+    bleed, calcification = fusion_inputs(np.array([0.95, 0.95]), np.array([0.6, 0.6]), False, np.array([0.6, -0.6]))
     assert fusion.score(bleed[None])[0] > 0.5 > fusion.score(calcification[None])[0]
 
 

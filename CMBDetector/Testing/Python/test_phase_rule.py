@@ -13,7 +13,7 @@ LOWEST_PRESET = min(*SENSITIVITY_PRESETS.values(), *PHASE_SENSITIVITY_PRESETS.va
 
 def _scored(cnn, paramagnetic, yolo=0.5, modality="swi"):
     cnn = np.asarray(cnn, np.float32)
-    return SimpleNamespace(cnn=cnn, yolo=np.full(len(cnn), yolo, np.float32), blobness=np.ones(len(cnn), np.float32),
+    return SimpleNamespace(cnn=cnn, yolo=np.full(len(cnn), yolo, np.float32),
                            paramagnetic=np.asarray(paramagnetic, np.float32), candidates=np.zeros(len(cnn)),
                            pre=SimpleNamespace(modality=modality))
 
