@@ -61,20 +61,35 @@ def profile_scan_data():
     return generate_scan(TEST_SEED0 - 1, protocol=protocol)
 
 
+def write_profile_scan(folder: Path, with_phase: bool) -> tuple[Path, Path | None]:
+    """The profile scan's magnitude (and phase) as NIfTI files in ``folder``."""
+    scan = profile_scan_data()
+    image = Path(folder) / "profile.nii.gz"
+    write_image(image, scan.magnitude, scan.geometry)
+    if not with_phase:
+        return image, None
+    write_image(Path(folder) / "phase.nii.gz", scan.phase, scan.geometry)
+    return image, Path(folder) / "phase.nii.gz"
+
+
+def run_profile(image: Path, phase: Path | None, device: str = "cpu", models_dir: Path | None = None,
+                checkout: Path = ROOT) -> dict:
+    """Runtime and peak RSS of ``detect`` on ``image`` with ``checkout``'s code (and its shipped
+    models unless ``models_dir``), in a fresh process."""
+    cmd = [sys.executable, "-m", "CMBDetectorLib.evaluation.profile", str(image), "--device", device]
+    if models_dir is not None:
+        cmd += ["--models-dir", str(models_dir)]
+    if phase is not None:
+        cmd += ["--phase", str(phase)]
+    out = subprocess.run(cmd, cwd=checkout / "CMBDetector", capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(checkout / "CMBDetector")})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
     """Runtime and peak RSS of ``detect`` on a 256x256x128 SWI scan, in a fresh process."""
-    scan = profile_scan_data()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "profile.nii.gz"
-        write_image(path, scan.magnitude, scan.geometry)
-        cmd = [sys.executable, "-m", "CMBDetectorLib.evaluation.profile", str(path), "--device", device,
-               "--models-dir", str(models_dir)]
-        if with_phase:
-            write_image(Path(tmp) / "phase.nii.gz", scan.phase, scan.geometry)
-            cmd += ["--phase", str(Path(tmp) / "phase.nii.gz")]
-        out = subprocess.run(cmd, cwd=ROOT / "CMBDetector", capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT / "CMBDetector")})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return run_profile(*write_profile_scan(Path(tmp), with_phase), device, models_dir)
 
 
 def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False):

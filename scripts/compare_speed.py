@@ -12,10 +12,8 @@ Make a baseline checkout with ``git worktree add /tmp/baseline <commit>``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,19 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CMBDetector"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from benchmark import profile_scan_data  # noqa: E402
-
-from CMBDetectorLib.geometry import write_image  # noqa: E402
-
-
-def profile(checkout: Path, image: Path, phase: Path | None) -> dict:
-    """One profile run with ``checkout``'s code and models, in a fresh process."""
-    cmd = [sys.executable, "-m", "CMBDetectorLib.evaluation.profile", str(image), "--device", "cpu"]
-    if phase is not None:
-        cmd += ["--phase", str(phase)]
-    out = subprocess.run(cmd, cwd=checkout / "CMBDetector", capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(checkout / "CMBDetector")})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+from benchmark import run_profile, write_profile_scan  # noqa: E402
 
 
 def main(argv=None):
@@ -47,18 +33,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not (args.baseline / "CMBDetector" / "CMBDetectorLib").is_dir():
         parser.error(f"{args.baseline} is not a CMBDetector checkout")
-    scan = profile_scan_data()
     runs: dict[str, list[dict]] = {"baseline": [], "current": []}
     with tempfile.TemporaryDirectory() as tmp:
-        image = Path(tmp) / "profile.nii.gz"
-        write_image(image, scan.magnitude, scan.geometry)
-        phase = None
-        if args.phase:
-            phase = Path(tmp) / "phase.nii.gz"
-            write_image(phase, scan.phase, scan.geometry)
+        image, phase = write_profile_scan(Path(tmp), args.phase)
         for n in range(args.repeats):
             for name, checkout in (("baseline", args.baseline), ("current", ROOT)):
-                runs[name].append(run := profile(checkout, image, phase))
+                runs[name].append(run := run_profile(image, phase, checkout=checkout))
                 print(f"[speed] {name} run {n + 1}: {run['total_s']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB, "
                       f"{run['detections']} detections, stages {run['stages_s']}", flush=True)
     median = {name: statistics.median(r["total_s"] for r in rs) for name, rs in runs.items()}

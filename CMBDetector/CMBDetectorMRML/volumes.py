@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import SimpleITK as sitk
 import slicer
@@ -11,7 +10,6 @@ import vtk
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry, read_image, to_sitk
 from CMBDetectorLib.scanfiles import scan_name
-
 
 
 def matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:

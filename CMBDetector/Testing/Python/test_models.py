@@ -60,7 +60,6 @@ def test_augmented_score_averages_logits_of_the_views_above_the_gate():
     assert refined[1] == plain[1]
 
 
-
 def test_augmentation_refines_only_the_best_candidates_above_the_gate():
     # Three dark dots of different strength, all above a gate of ~0: with tta_max=1 only the one
     # the plain pass scores highest is rescored; the others keep their plain scores.
@@ -79,6 +78,7 @@ def test_augmentation_refines_only_the_best_candidates_above_the_gate():
     others = [n for n in range(3) if n != top]
     np.testing.assert_allclose(best[others], plain[others], atol=1e-6)
     assert not np.allclose(every[others], plain[others], atol=1e-4)
+
 
 def test_model_parameter_budget():
     import torch
