@@ -331,8 +331,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         total = sum(out.result.timings.values())
         self.ui.statusLabel.text = _("{count} microbleed(s) found in {seconds:.1f} s on {device}.").format(
             count=out.result.count, seconds=total, device=out.result.device)
-        self.ui.resultsLabel.text = report.scan_call_text(out.result) + "\n" + report.summary_text(
-            self.logic.summary(node), out.result.timings, out.result.warnings)
+        self.ui.resultsLabel.text = report.run_text(out.result)
         self.logic.applyDisplay(node, self.ui.pendingOnlyCheckBox.checked)
         self._observeFiducials(node)  # a rerun into the same node: start from its first point
         self.step(+1)

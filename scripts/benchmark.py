@@ -43,6 +43,7 @@ from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
+from CMBDetectorLib.synth.randomisation import WIDE  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
             "fused": "+ 3D CNN + YOLO + score fusion (final, magnitude only)",
@@ -92,26 +93,28 @@ def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
         return run_profile(*write_profile_scan(Path(tmp), with_phase), device, models_dir)
 
 
-def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False):
+def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False, wide: bool = False):
     """Outcome, protocol and location figures (None for the stress set) of the n-th held-out (or
-    stress) scan (one worker process, one torch thread)."""
+    stress) scan, drawn with the engine's WIDE randomisation when ``wide`` (one worker process,
+    one torch thread)."""
     import SimpleITK as sitk
     import torch
 
     torch.set_num_threads(1)
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(LOCATION_THREADS)
-    scan = stress_scan(n, seed0) if stress else test_scan(n, seed0)
+    scan = stress_scan(n, seed0) if stress else test_scan(n, seed0, WIDE if wide else None)
     return evaluate_scan(scan, config), scan.protocol, None if stress else evaluate_location(scan)
 
 
-def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False):
+def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False,
+                 wide: bool = False):
     """Outcomes and location figures of ``n_scans`` scans from ``seed0`` and how many are 1.5 T 2D GRE."""
     outcomes, locations, n_gre = [], [], 0
     t0 = time.perf_counter()
     name = "stress" if stress else "benchmark"
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, (outcome, protocol, located) in enumerate(pool.map(
-                partial(evaluate_nth, seed0=seed0, config=config, stress=stress), range(n_scans))):
+                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide), range(n_scans))):
             n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
             outcomes.append(outcome)
             locations.append(located)
@@ -310,6 +313,9 @@ def main(argv=None):
     parser.add_argument("--models-dir", type=Path, default=None, help="weights to test (default: shipped)")
     parser.add_argument("--readme", action="store_true", help="refresh the README's benchmark section")
     parser.add_argument("--stress", action="store_true", help="also the stress set (as many scans as --n)")
+    parser.add_argument("--wide", action="store_true",
+                        help="draw the held-out scans with the engine's WIDE randomisation (the widened training "
+                             "family; the stress set stays outside it)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, Markdown and plot go")
     args = parser.parse_args(argv)
     config = DetectorConfig(device=args.device)
@@ -317,7 +323,10 @@ def main(argv=None):
     if args.models_dir:
         config.models_dir = args.models_dir.resolve()
     seed0 = VALIDATION_SEED0 if args.validation else TEST_SEED0
-    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers)
+    if args.validation and args.stress:
+        parser.error("--stress reports the stress test seeds: not with --validation (use --wide to validate on "
+                     "the widened family)")
+    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide)
     stress = evaluate_set(args.n, STRESS_SEED0, config, args.workers, stress=True)[0] if args.stress else None
     import torch
 
@@ -327,7 +336,8 @@ def main(argv=None):
                                            for device, name in devices for with_phase in (False, True)]
     results = {
         **final_rows(outcomes, thresholds),  # first: the keys below (all variants' rows, FROC) take precedence
-        "seeds": "validation" if args.validation else "test", "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
+        "seeds": ("validation" if args.validation else "test") + (", WIDE randomisation" if args.wide else ""),
+        "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,
         "candidate_hits": sum(o.candidate_hits for o in outcomes),

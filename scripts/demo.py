@@ -26,7 +26,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig  # noqa: E402
 from CMBDetectorLib.errors import CMBDetectorError  # noqa: E402
 from CMBDetectorLib.geometry import Geometry  # noqa: E402
-from CMBDetectorLib.scanfiles import phase_partner, scan_name  # noqa: E402
+from CMBDetectorLib.scanfiles import phase_partner, scan_base  # noqa: E402
 from CMBDetectorMRML import markups, readout, report, volumes  # noqa: E402
 from CMBDetectorMRML.logic import CMBDetectorLogic  # noqa: E402
 from CMBDetectorMRML.scene import new_scene  # noqa: E402
@@ -49,12 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-yolo", action="store_true", help="skip the YOLO rescoring stage")
     parser.add_argument("--no-phase", action="store_true", help="ignore the phase image beside the scan")
     return parser.parse_args(argv)
-
-
-def output_name(path: Path) -> str:
-    """Scan name without image suffix and without a trailing ``_mag`` (magnitude) tag."""
-    name = scan_name(path)
-    return name[: -len("_mag")] if name.endswith("_mag") else name
 
 
 def read_truth(path: Path | None) -> np.ndarray:
@@ -144,7 +138,7 @@ def draw_overview(path: Path, array: np.ndarray, geometry: Geometry, points: lis
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    name = output_name(args.input)
+    name = scan_base(args.input)
     truth_path = args.truth or args.input.with_name(f"{name}_objects.csv")
     config = DetectorConfig(device=args.device, sensitivity=args.sensitivity, threshold=args.threshold,
                             use_yolo=not args.no_yolo)
@@ -182,9 +176,8 @@ def main(argv=None) -> int:
     draw_overview(overview_path, array, geometry, points, truth)
 
     print(f"\n{out.result.count} microbleed(s) detected ({out.result.n_candidates} candidates, device {out.result.device})")
-    print(report.scan_call_text(out.result))
-    print(report.summary_text(logic.summary(out.fiducialNode), out.result.timings, out.result.warnings))
-    print(readout.text(readout.read_out(out.fiducialNode)))
+    print(report.run_text(out.result))
+    print(readout.text(logic.summary(out.fiducialNode)))
     if len(truth):
         found = np.array([p.ras for p in points]).reshape(-1, 3)
         distance = np.linalg.norm(found[:, None] - truth[None], axis=2) if len(found) else np.zeros((0, len(truth)))

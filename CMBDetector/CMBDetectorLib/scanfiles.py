@@ -21,8 +21,8 @@ def scan_name(path) -> str:
 
 
 def _entities(path) -> list[str]:
-    """The name without ``.nii[.gz]``, split at ``_`` (BIDS entities and suffix)."""
-    return Path(path).name.split(".nii")[0].split("_")
+    """The name without its image suffix, split at ``_`` (BIDS entities and suffix)."""
+    return scan_name(path).split("_")
 
 
 def is_bids_magnitude(path) -> bool:
@@ -30,7 +30,8 @@ def is_bids_magnitude(path) -> bool:
 
 
 def scan_base(path) -> str:
-    """The scan's name without ``.nii[.gz]`` and without a trailing ``_mag`` (or BIDS ``part-mag``)."""
+    """The scan's name without its image suffix and without a trailing ``_mag`` (or BIDS ``part-mag``):
+    the name its outputs and follow-up pairs go by."""
     entities = [e for e in _entities(path) if e != BIDS_MAGNITUDE]
     stem = "_".join(entities)
     return stem[:-4] if stem.endswith("_mag") else stem

@@ -295,8 +295,9 @@ class CMBDetectorLogic:
     def countsByStatus(self, fiducialNode) -> markups.ReviewCounts:
         return markups.counts(fiducialNode)
 
-    def summary(self, fiducialNode) -> markups.Summary:
-        return markups.summary(fiducialNode)
+    def summary(self, fiducialNode) -> readout.ReadOut:
+        """Definite / possible counts by size, location and region (rejected and >10 mm apart)."""
+        return readout.read_out(fiducialNode)
 
     def applyDisplay(self, fiducialNode, pendingOnly: bool = False) -> None:
         markups.apply_display(fiducialNode, pending_only=pendingOnly)

@@ -84,16 +84,6 @@ class ReviewCounts:
         return self.accepted + self.rejected + self.pending + self.reader_added
 
 
-@dataclass(frozen=True)
-class Summary:
-    """Points that are not rejected, by size class and by location; ``count`` leaves out dark
-    spots wider than 10 mm (not microbleeds)."""
-
-    count: int
-    by_size: dict[str, int]
-    by_location: dict[str, int]
-
-
 def _round(value, digits=4):
     return None if value is None else round(float(value), digits)
 
@@ -276,13 +266,3 @@ def has_review(node) -> bool:
     (work to protect)."""
     return (any(p.status != PENDING or p.source == READER for p in points(node))
             or any(r is not None and r.get("region_source") == READER for r in point_records.records_by_index(node)))
-
-
-def summary(node) -> Summary:
-    """Count the points that are not rejected by size class and by location."""
-    kept = [p for p in points(node) if p.status != REJECTED]
-    by_size = Counter(size_class(p.diameter_mm) for p in kept)
-    return Summary(
-        count=len(kept) - by_size.get(SIZE_CLASSES[2], 0),
-        by_size={name: by_size.get(name, 0) for name in SIZE_CLASSES},
-        by_location=dict(sorted(Counter(p.location for p in kept).items())))

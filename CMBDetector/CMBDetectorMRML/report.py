@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from CMBDetectorLib.results import DetectionResult
 
-from .markups import ReviewCounts, Summary
+from .markups import ReviewCounts
 
 
 def counts_text(counts: ReviewCounts) -> str:
@@ -13,17 +13,14 @@ def counts_text(counts: ReviewCounts) -> str:
             f"Reader-added {counts.reader_added} -> final count {counts.final}")
 
 
-def summary_text(summary: Summary, timings: dict[str, float] | None = None,
-                 warnings: list[str] | None = None) -> str:
-    """Multi-line result summary: count, size classes, locations, timings and warnings."""
-    lines = [f"{summary.count} microbleed(s) (rejected points excluded)"]
-    lines.append("By size: " + ", ".join(f"{name}: {n}" for name, n in summary.by_size.items() if n or name != "unknown size"))
-    if summary.by_location:
-        lines.append("By location: " + ", ".join(f"{name}: {n}" for name, n in summary.by_location.items()))
-    if timings:
-        total = sum(timings.values())
-        lines.append(f"Time: {total:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
-    lines += [f"Warning: {w}" for w in warnings or []]
+def run_text(result: DetectionResult) -> str:
+    """The scan-level call, the stage timings and any warnings of one run (the counts are
+    :func:`readout.text`'s, which follows the review)."""
+    lines = [scan_call_text(result)]
+    if result.timings:
+        total = sum(result.timings.values())
+        lines.append(f"Time: {total:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()) + ")")
+    lines += [f"Warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CMBDetectorError
-from ..scanfiles import IMAGE_SUFFIXES, is_phase_file, scan_base, scan_name
+from ..scanfiles import IMAGE_SUFFIXES, is_phase_file, scan_base
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,6 @@ class VisitPair:
     name: str
     baseline: Path
     followup: Path
-
-
-def _stem(path: Path) -> str:
-    """The scan's name without image suffix and trailing ``_mag``."""
-    return scan_base(scan_name(path))
 
 
 def pairs_in_folder(folder) -> list[VisitPair]:
@@ -39,7 +34,7 @@ def pairs_in_folder(folder) -> list[VisitPair]:
             continue
         if not path.name.lower().endswith(IMAGE_SUFFIXES):
             continue
-        subject, sep, visit = _stem(path).rpartition("_")
+        subject, sep, visit = scan_base(path).rpartition("_")
         if sep and subject and visit:
             visits[subject].append((visit, path))
     pairs = []
@@ -66,6 +61,6 @@ def pairs_from_csv(path) -> list[VisitPair]:
     out = []
     for n, row in enumerate(rows, start=1):
         base, follow = path.parent / row["baseline"].strip(), path.parent / row["followup"].strip()
-        name = (row.get("name") or "").strip() or f"{_stem(follow)}"
+        name = (row.get("name") or "").strip() or scan_base(follow)
         out.append(VisitPair(name if name not in {p.name for p in out} else f"{name}_{n}", base, follow))
     return out

@@ -35,8 +35,11 @@ def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator
 
 
 def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, width: int = 8, seed: int = 0,
-          device: str = "cpu", init: Path | None = None) -> dict:
-    """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans)."""
+          device: str = "cpu", init: Path | None = None, lr: float = 2e-3) -> dict:
+    """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans).
+
+    ``lr`` is the one-cycle peak learning rate; a fine-tune that should keep what ``init`` knows
+    wants a lower one than a fresh start."""
     import torch
 
     torch.manual_seed(seed)
@@ -54,9 +57,9 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         model.load_state_dict(load_checkpoint(init, required_keys=("state_dict",))["state_dict"])
     model.to(device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = -(-len(epoch_indices(labels, tr, np.random.default_rng(seed))) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     print(f"[cnn] {len(tr)} train / {len(val)} val cubes, {int(labels.sum())} positives, device {device}", flush=True)
     best = {"val_auc": -1.0}
     for epoch in range(1, epochs + 1):
@@ -80,7 +83,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
             best = {"val_auc": auc, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
     checkpoint = {"state_dict": best["state_dict"], "width": width, "patch_size": PATCH_SIZE,
                   "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed,
-                  "init": str(init) if init else ""}
+                  "init": str(init) if init else "", "lr": lr}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     print(f"[cnn] saved {out} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})", flush=True)
@@ -107,8 +110,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--init", type=Path, help="checkpoint to fine-tune from")
+    parser.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak learning rate")
     args = parser.parse_args(argv)
-    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init)
+    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init, lr=args.lr)
 
 
 def _cuda() -> bool:

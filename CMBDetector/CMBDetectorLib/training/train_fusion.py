@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import MODELS_DIR, DetectorConfig
+from ..errors import CMBDetectorError
 from ..evaluation.metrics import match_candidates
 from ..fusion import FEATURES, PHASE_FUSION_WEIGHTS, ScoreFusion, weights_file
 from ..geometry import Geometry, read_image
@@ -77,14 +78,15 @@ def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 
     """The fits on the rows of :func:`collect_rows`: magnitude only, and with phase when every
     source has a phase image; ``rows`` (.npz) keeps the rows, and reuses them when it exists."""
     sources = list(sources)
+    names = np.array([f"{source}|wide_every={wide_every}" for source in sources])
     if rows is not None and Path(rows).is_file():
-        with np.load(rows) as data:
-            xs, ys = [data[f"x{n}"] for n in range(len(sources))], [data[f"y{n}"] for n in range(len(sources))]
+        xs, ys = _kept_rows(Path(rows), names)
         print(f"[fusion] rows of {len(sources)} scans from {rows}", flush=True)
     else:
         xs, ys = collect_rows(sources, models_dir, workers, wide_every)
         if rows is not None:
-            np.savez(rows, **{f"x{n}": x for n, x in enumerate(xs)}, **{f"y{n}": y for n, y in enumerate(ys)})
+            np.savez(rows, sources=names, **{f"x{n}": x for n, x in enumerate(xs)},
+                     **{f"y{n}": y for n, y in enumerate(ys)})
     y = np.concatenate(ys)
     with_phase = all(x.shape[1] > len(FEATURES) for x in xs)
     x = np.concatenate([x if with_phase else x[:, :len(FEATURES)] for x in xs])
@@ -100,6 +102,18 @@ def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 
     if not with_phase:
         print(f"[fusion] {PHASE_FUSION_WEIGHTS} not written: not every scan has a phase image", flush=True)
     return fits
+
+
+def _kept_rows(path: Path, names: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The rows kept in ``path``, refused unless they came from exactly these sources."""
+    with np.load(path) as data:
+        kept = data["sources"] if "sources" in data.files else np.array([])
+        if kept.shape != names.shape or not (kept == names).all():
+            raise CMBDetectorError(
+                f"{path} holds fusion rows of {len(kept)} other sources (first: {kept[0] if len(kept) else 'none'}), "
+                f"not of these {len(names)} (first: {names[0] if len(names) else 'none'}); "
+                "pass another --rows file or delete this one to collect the rows again")
+        return [data[f"x{n}"] for n in range(len(names))], [data[f"y{n}"] for n in range(len(names))]
 
 
 def main(argv=None):
@@ -121,8 +135,11 @@ def main(argv=None):
         sources = find_annotated_scans(args.folder)
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
-    fit(sources, args.models_dir, args.out_dir or args.models_dir, workers=args.workers, l2=args.l2,
-        wide_every=args.wide_every, rows=args.rows)
+    try:
+        fit(sources, args.models_dir, args.out_dir or args.models_dir, workers=args.workers, l2=args.l2,
+            wide_every=args.wide_every, rows=args.rows)
+    except CMBDetectorError as error:
+        parser.exit(2, f"train_fusion: error: {error}\n")
 
 
 if __name__ == "__main__":

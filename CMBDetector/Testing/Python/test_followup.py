@@ -16,6 +16,7 @@ from CMBDetectorLib.followup.pairs import pairs_from_csv, pairs_in_folder
 from CMBDetectorLib.followup.registration import MIN_DICE, Registration, register
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.results import Detection
+from CMBDetectorLib.scanfiles import scan_base
 
 ROTATION = Rotation.from_euler("xyz", [8.0, -4.0, 6.0], degrees=True).as_matrix()
 SHIFT = np.array([6.0, -4.0, 5.0])
@@ -157,6 +158,14 @@ def test_pairs_from_folder_rule_and_csv(tmp_path):
     empty.mkdir()
     with pytest.raises(CMBDetectorError, match="<subject>_<visit>"):
         pairs_in_folder(empty)
+
+
+@pytest.mark.parametrize("name, base", [
+    ("s01_v3_mag.nii.gz", "s01_v3"), ("s01_v3.nii", "s01_v3"), ("s01_v3_mag.nrrd", "s01_v3"),
+    ("scan.MHA", "scan"), ("sub-01_ses-02_part-mag_T2starw.nii.gz", "sub-01_ses-02_T2starw"),
+    ("s01_v3_phase.nii.gz", "s01_v3_phase")])
+def test_scan_base_is_the_name_outputs_and_pairs_go_by(name, base):
+    assert scan_base(name) == scan_base(f"/some/folder/{name}") == base
 
 
 def test_synthetic_pair_shares_lesions_and_adds_new_ones():

@@ -83,9 +83,10 @@ def test_phase_and_magnitude_fusions_are_not_interchangeable(tmp_path):
         ScoreFusion.load(tmp_path, with_phase=True)
 
 
-def test_train_fusion_on_an_annotated_folder(tmp_path):
+def test_train_fusion_on_an_annotated_folder(tmp_path, capsys):
     from CMBDetectorLib.training.dataset import find_annotated_scans
     from CMBDetectorLib.training.train_fusion import fit
+    from CMBDetectorLib.training.train_fusion import main as train_fusion_main
 
     from conftest import MODULE_DIR
 
@@ -102,3 +103,9 @@ def test_train_fusion_on_an_annotated_folder(tmp_path):
     refit = fit(pairs, tmp_path / "no-models-here", tmp_path, workers=1, l2=10.0, rows=tmp_path / "rows.npz")
     assert json.loads((tmp_path / FUSION_WEIGHTS).read_text())["n_rows"] == data["n_rows"]
     assert np.abs(refit[0].weights).sum() < np.abs(np.asarray(data["weights"])).sum()
+    # Rows kept from other sources are refused by name, not read as if they were these.
+    with pytest.raises(CMBDetectorError, match="other sources"):
+        fit(pairs + pairs, tmp_path, tmp_path, workers=1, rows=tmp_path / "rows.npz")
+    with pytest.raises(SystemExit) as stop:  # the command line says so in one line
+        train_fusion_main(["--synthetic", "1", "--out-dir", str(tmp_path), "--rows", str(tmp_path / "rows.npz")])
+    assert stop.value.code == 2 and "other sources" in capsys.readouterr().err

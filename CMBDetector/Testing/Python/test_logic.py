@@ -110,9 +110,10 @@ def test_review_changes_status_counts_table_and_csv(applied, tmp_path):
         assert list(rows[0]) == list(tables.COLUMNS)
         assert [r["status"] for r in rows] == statuses and rows[4]["source"] == "reader"
         assert rows[4]["score"] == "" and float(rows[4]["diameter_mm"]) == 4.0
-    summary = logic.summary(fiducials)
-    assert summary.count == 3  # the 11 mm point is not a microbleed
-    assert summary.by_size == {"<5 mm": 3, "5-10 mm": 0, ">10 mm": 1, "unknown size": 0}
+    summary = logic.summary(fiducials)  # the 11 mm point is listed apart, not counted
+    assert (summary.definite, summary.possible, summary.too_large, summary.rejected) == (2, 1, 1, 1)
+    assert {name: (t.definite, t.possible) for name, t in summary.by_size.items()} == {
+        "<5 mm": (2, 1), "5-10 mm": (0, 0), "unknown size": (0, 0)}
     with pytest.raises(CMBDetectorError, match="Unknown review status"):
         logic.setPointStatus(fiducials, 0, "maybe")
     with pytest.raises(CMBDetectorError, match="out of range"):
@@ -238,6 +239,9 @@ def test_scan_level_call_is_reported_and_stored(volume, fake_detect):
     assert report.scan_call_text(result).startswith("Scan-level call: microbleeds present (best score 0.85")
     result.scan_threshold = 0.9
     assert report.scan_call_text(result).startswith("Scan-level call: no microbleed (best score 0.85")
+    result.timings, result.warnings = {"cnn": 1.5, "yolo": 0.5}, ["slice thickness 5 mm"]
+    assert report.run_text(result).splitlines()[1:] == ["Time: 2.0 s (cnn 1.5 s, yolo 0.5 s)",
+                                                         "Warning: slice thickness 5 mm"]
     fake_detect(IJK, scores=[0.95, 0.7, 0.6, 0.5])
     out = CMBDetectorLogic().process(volume)
     assert not out.result.has_microbleeds  # the stand-in result keeps the default call threshold 1.0

@@ -21,6 +21,18 @@ def test_shipped_weights_are_small_and_have_model_cards():
         assert "synthetic" in text.lower() and "retrain" in text.lower()
 
 
+@pytest.mark.parametrize("card, files", [("cmb_cnn3d.md", ("cmb_cnn3d.pt",)),
+                                         ("cmb_yolo_rescore.md", ("cmb_yolo_rescore.pt",)),
+                                         ("cmb_fusion.md", ("cmb_fusion.json", "cmb_fusion_phase.json"))])
+def test_model_cards_name_the_shipped_files_by_checksum(card, files):
+    import hashlib
+
+    text = (MODELS_DIR / card).read_text()
+    for name in files:
+        digest = hashlib.sha256((MODELS_DIR / name).read_bytes()).hexdigest()
+        assert digest in text, f"{name} changed: update its sha256 (and figures) in {card}"
+
+
 def test_cnn_scores_dark_sphere_above_flat_tissue():
     clf = CandidateClassifier(MODELS_DIR, "cpu")
     rng = np.random.default_rng(0)

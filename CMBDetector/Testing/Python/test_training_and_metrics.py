@@ -1,6 +1,7 @@
 """Training entry points on tiny data, and the benchmark's metrics on hand-checked cases."""
 
 import numpy as np
+import torch
 import pytest
 
 from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
@@ -23,8 +24,11 @@ def test_train_cnn_writes_loadable_checkpoint_and_fine_tunes(tmp_path):
     first = train([data], tmp_path / "a" / CNN_WEIGHTS, epochs=1, batch_size=16)
     assert 0.0 <= first["val_auc"] <= 1.0 and first["init"] == ""
     second = train([data, data], tmp_path / "b" / CNN_WEIGHTS, epochs=1, batch_size=16,
-                   init=tmp_path / "a" / CNN_WEIGHTS)
-    assert second["init"].endswith(CNN_WEIGHTS) and second["n_train"] > first["n_train"]
+                   init=tmp_path / "a" / CNN_WEIGHTS, lr=1e-9)
+    assert second["init"].endswith(CNN_WEIGHTS) and second["n_train"] > first["n_train"] and second["lr"] == 1e-9
+    for name, weights in first["state_dict"].items():  # a vanishing rate leaves the starting weights
+        if weights.is_floating_point() and "running" not in name:
+            assert torch.allclose(weights, second["state_dict"][name], atol=1e-6), name
     scores = CandidateClassifier(tmp_path / "b", "cpu").score(np.ones((30, 30, 30), np.float32), np.array([[15, 15, 15]]))
     assert scores.shape == (1,)
 
@@ -58,8 +62,6 @@ def test_subject_metrics():
 
 
 def test_train_yolo_fine_tunes_from_the_given_checkpoint(tmp_path):
-    import torch
-
     from CMBDetectorLib.config import MODELS_DIR
     from CMBDetectorLib.training.train_yolo import train as train_yolo
     from CMBDetectorLib.yolo_rescore import IMAGE_SIZE, YOLO_WEIGHTS
@@ -79,3 +81,14 @@ def test_train_yolo_fine_tunes_from_the_given_checkpoint(tmp_path):
 
     # One short epoch moves the shipped weights by < 0.01; a restart from yolov8n.yaml is ~1 away.
     assert (weights(MODELS_DIR / YOLO_WEIGHTS) - weights(out)).abs().max() < 0.05
+
+
+def test_benchmark_keeps_the_stress_test_seeds_out_of_validation():
+    import subprocess
+    import sys
+
+    from conftest import MODULE_DIR
+
+    run = subprocess.run([sys.executable, str(MODULE_DIR.parent / "scripts" / "benchmark.py"), "--validation",
+                          "--stress", "--n", "1", "--no-profile"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "use --wide" in run.stderr and "Traceback" not in run.stderr
