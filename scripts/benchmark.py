@@ -37,7 +37,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
     FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
-    froc, rule_variant, stress_scan, summarise, test_scan)
+    found_by_size, froc, rule_variant, stress_scan, summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
@@ -134,6 +134,7 @@ def final_rows(outcomes: list, thresholds: dict) -> dict:
                         "calcifications_reported": calcifications_reported(outcomes, "no_rule", no_rule)},
             "n_scans": len(outcomes), "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)),
             "rows": {key: summarise(outcomes, key, thresholds[key]) for key in FINAL},
+            "by_size": {key: found_by_size(outcomes, key, thresholds[key]) for key in FINAL},
             "froc": {key: froc(outcomes, key) for key in FINAL},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
             "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL}}
@@ -164,6 +165,13 @@ def rule_sweep(outcomes: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def size_lines(res: dict, prefix: str) -> list[str]:
+    """Microbleeds found per apparent-diameter bin, final pipeline at the default thresholds."""
+    return ["", *(f"Found by apparent diameter, {prefix}{inputs}, default threshold: " + "; ".join(
+        f"{label} {found}/{total}" for label, (found, total) in res["by_size"][key].items()) + "."
+        for key, inputs in FINAL.items())]
+
+
 def stress_report(results: dict) -> str:
     """In-distribution and stress rows side by side (the gap is the figure to shrink)."""
     sets = {"in-distribution test": results, "stress": results["stress"]}
@@ -183,6 +191,7 @@ def stress_report(results: dict) -> str:
         lines.append(f"| {name} | magnitude + phase without the phase rule | {res['n_scans']} | {res['n_lesions']} | "
                      f"{fmt(les['sensitivity'])} | {les['fp_per_scan']:.2f} | "
                      f"{res['no_rule']['calcifications_reported']} | |")
+    lines += size_lines(results["stress"], "stress set, ")
     for key, inputs in FINAL.items():
         lines.append(f"\nFROC, stress set, {inputs} (threshold: FP/scan, sensitivity): " + "; ".join(
             f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in results["stress"]["froc"][key]))
@@ -270,6 +279,7 @@ def report(results: dict) -> str:
             lines.append(f"| {inputs} | {name} | {row['threshold']} | {fmt(les['sensitivity'])} | "
                          f"{fmt(les['precision'])} | {les['fp_per_scan']:.2f} | {fmt(sub['balanced_accuracy'])} | "
                          f"{fmt(sub['precision'])} | {fmt(sub['f1'])} |")
+    lines += size_lines(results, "")
     for key, inputs in FINAL.items():
         lines += ["", f"Final pipeline ({inputs}) by protocol, default threshold: " + "; ".join(
             f"{kind}: {row['n_scans']} scans, {row['lesion']['n_lesions']} microbleeds, sensitivity "

@@ -149,6 +149,24 @@ def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_
             "subject": subject_metrics(np.array(has_cmb), np.array(predicted), np.array(scan_scores))}
 
 
+SIZE_BINS_MM = (1.5, 3.0)  # apparent diameters (with blooming, as the engine records them)
+
+
+def found_by_size(outcomes: list[ScanOutcome], variant: str, threshold: float,
+                  edges=SIZE_BINS_MM) -> dict[str, tuple[int, int]]:
+    """(found, total) microbleeds per apparent-diameter bin for one variant at one threshold."""
+    labels = [f"< {edges[0]:g} mm"] + [f"{lo:g}-{hi:g} mm" for lo, hi in zip(edges, edges[1:])] + [f">= {edges[-1]:g} mm"]
+    found, total = np.zeros(len(labels), int), np.zeros(len(labels), int)
+    for o in outcomes:
+        ras, scores = o.variants[variant]
+        keep = scores >= threshold
+        matched = match_detections(ras[keep], scores[keep], o.gt_ras, o.gt_diam)
+        bins = np.searchsorted(edges, np.asarray(o.gt_diam, float), side="right")
+        np.add.at(total, bins, 1)
+        np.add.at(found, bins[matched[matched >= 0]], 1)
+    return {label: (int(f), int(t)) for label, f, t in zip(labels, found, total)}
+
+
 def froc(outcomes: list[ScanOutcome], variant: str, thresholds=FROC_THRESHOLDS) -> list[tuple[float, float, float]]:
     """(threshold, false positives per scan, sensitivity) points."""
     points = []

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from CMBDetectorLib.evaluation.benchmark import ScanOutcome, calcifications_reported, rule_variant
+from CMBDetectorLib.evaluation.benchmark import ScanOutcome, calcifications_reported, found_by_size, rule_variant
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability
 from CMBDetectorLib.phase_rule import DIAMAGNETIC_CAP, PhaseRule
 
@@ -27,6 +27,14 @@ def _outcome():
             "with_phase": np.array([0.95, 0.9, 0.6, 0.85], np.float32), "paramagnetic": np.array([0.7, -0.8, 0.5, 0.6])}
     variants = {"fused+phase": (ras[:3], rows["with_phase"][:3])}
     return ScanOutcome(gt, np.array([2.0]), variants, rule_rows=rows, calc_ras=np.array([[30.5, 0.0, 0.0]]))
+
+
+def test_found_by_size_counts_each_microbleed_in_its_diameter_bin():
+    gt = np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [40.0, 0.0, 0.0], [60.0, 0.0, 0.0]])
+    ras = np.array([[0.2, 0.0, 0.0], [40.5, 0.0, 0.0], [60.0, 0.0, 0.0], [90.0, 0.0, 0.0]])
+    outcome = ScanOutcome(gt, np.array([1.2, 1.4, 2.0, 5.0]), {"fused": (ras, np.array([0.9, 0.6, 0.3, 0.95]))})
+    assert found_by_size([outcome], "fused", 0.5) == {"< 1.5 mm": (1, 2), "1.5-3 mm": (1, 1), ">= 3 mm": (0, 1)}
+    assert found_by_size([outcome, outcome], "fused", 0.0)[">= 3 mm"] == (2, 2)
 
 
 def test_detection_labels_match_microbleeds():
