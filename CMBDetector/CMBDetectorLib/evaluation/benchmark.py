@@ -42,6 +42,13 @@ class ScanOutcome:
     rule_rows: dict | None = None  # candidates YOLO scored: ras, diam, magnitude, with_phase, paramagnetic
     calc_ras: np.ndarray | None = None  # calcification centres
 
+    def matched(self, variant: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of ``variant``'s detections reaching ``threshold`` and the microbleed each hits
+        (index, or -1), matched by :func:`match_detections`."""
+        ras, scores = self.variants[variant]
+        keep = scores >= threshold
+        return scores[keep], match_detections(ras[keep], scores[keep], self.gt_ras, self.gt_diam)
+
 
 def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None):
     """The n-th held-out synthetic scan (``seed0`` = VALIDATION_SEED0 for threshold tuning);
@@ -135,15 +142,14 @@ def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_
     tp = fp = n_gt = 0
     has_cmb, predicted, scan_scores = [], [], []
     for o in outcomes:
-        ras, scores = o.variants[variant]
-        keep = scores >= threshold
-        matched = match_detections(ras[keep], scores[keep], o.gt_ras, o.gt_diam)
+        scores = o.variants[variant][1]
+        kept, matched = o.matched(variant, threshold)
         tp += int((matched >= 0).sum())
         fp += int((matched < 0).sum())
         n_gt += len(o.gt_ras)
         has_cmb.append(len(o.gt_ras) > 0)
         best = float(scores.max()) if len(scores) else 0.0
-        predicted.append(bool(keep.any()) if scan_threshold is None else best >= scan_threshold)
+        predicted.append(len(kept) > 0 if scan_threshold is None else best >= scan_threshold)
         scan_scores.append(best)
     return {"lesion": lesion_metrics(tp, fp, n_gt, len(outcomes)),
             "subject": subject_metrics(np.array(has_cmb), np.array(predicted), np.array(scan_scores))}
@@ -158,9 +164,7 @@ def found_by_size(outcomes: list[ScanOutcome], variant: str, threshold: float,
     labels = [f"< {edges[0]:g} mm"] + [f"{lo:g}-{hi:g} mm" for lo, hi in zip(edges, edges[1:])] + [f">= {edges[-1]:g} mm"]
     found, total = np.zeros(len(labels), int), np.zeros(len(labels), int)
     for o in outcomes:
-        ras, scores = o.variants[variant]
-        keep = scores >= threshold
-        matched = match_detections(ras[keep], scores[keep], o.gt_ras, o.gt_diam)
+        matched = o.matched(variant, threshold)[1]
         bins = np.searchsorted(edges, np.asarray(o.gt_diam, float), side="right")
         np.add.at(total, bins, 1)
         np.add.at(found, bins[matched[matched >= 0]], 1)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import match_detections
 
 CALIBRATION_FLOOR = 0.1
 CALIBRATION_BINS = tuple(np.round(np.linspace(0.1, 1.0, 10), 2))  # edges: 0.1, 0.2, ..., 1.0
@@ -51,8 +50,7 @@ def detection_labels(outcomes, variant: str, floor: float = CALIBRATION_FLOOR) -
     """Scores and hit labels of every detection of ``variant`` scoring >= ``floor``."""
     scores, labels = [], []
     for o in outcomes:
-        ras, score = o.variants[variant]
-        keep = score >= floor
-        scores.append(score[keep])
-        labels.append(match_detections(ras[keep], score[keep], o.gt_ras, o.gt_diam) >= 0)
+        kept, matched = o.matched(variant, floor)
+        scores.append(kept)
+        labels.append(matched >= 0)
     return np.concatenate(scores) if scores else np.zeros(0), np.concatenate(labels) if labels else np.zeros(0, bool)

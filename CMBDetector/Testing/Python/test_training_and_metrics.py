@@ -1,8 +1,8 @@
 """Training entry points on tiny data, and the benchmark's metrics on hand-checked cases."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
