@@ -1,4 +1,5 @@
-"""Preprocessing: canonical resampling, N4 bias correction, brain mask, intensity normalisation.
+"""Preprocessing: canonical resampling, gradient removal, brain mask, N4 bias correction,
+intensity normalisation.
 
 The working space is an axis-aligned RAS grid with isotropic ``WORK_SPACING_MM`` voxels, so
 thin-slice SWI and thick-slice 2D GRE reach the detector in the same form and axial slices of
@@ -64,6 +65,33 @@ def bias_correct(image: np.ndarray, mask: np.ndarray, geometry: Geometry, shrink
     return (image / np.exp(log_bias)).astype(np.float32)
 
 
+def remove_gradient(image: np.ndarray, spacing: float = WORK_SPACING_MM, iterations: int = 3,
+                    step: int = 3) -> np.ndarray:
+    """Divide out a log-linear intensity gradient across the volume (a receive-coil drop from one
+    side of the head to the other), fitted on a ``step``-subsampled copy to the tissue above the
+    Otsu threshold and refitted ``iterations`` times as the corrected tissue grows.
+
+    A strong gradient puts the Otsu threshold of :func:`brain_mask` inside the tissue, and the
+    mask loses the dark side of the brain with every microbleed in it (a widened validation
+    scan lost 45 % of its brain and all four microbleeds). A linear field leaves the dark skull
+    between brain and scalp dark, and an unbiased image nearly unchanged; N4 corrects the rest.
+    """
+    sub = ndimage.gaussian_filter(image[::step, ::step, ::step].astype(np.float32), 1.0)
+    if np.count_nonzero(sub > 0) < 100:
+        return image
+    axes = [(np.arange(n) * step - (size - 1) / 2) * spacing / 100.0 for n, size in zip(sub.shape, image.shape)]
+    design = np.stack([np.ones(sub.size)] + [g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
+    log_sub = np.log(np.maximum(sub.ravel(), 1e-6))
+    slope = np.zeros(3)
+    for _ in range(iterations):
+        corrected = sub.ravel() / np.exp(design[:, 1:] @ slope)
+        tissue = corrected > _otsu(corrected[corrected > 0])
+        slope = np.linalg.lstsq(design[tissue], log_sub[tissue], rcond=None)[0][1:]
+    full = [(np.arange(size) - (size - 1) / 2) * spacing / 100.0 for size in image.shape]
+    field = [np.exp(-b * x).astype(np.float32) for b, x in zip(slope, full)]
+    return image * field[0][:, None, None] * field[1][None, :, None] * field[2][None, None, :]
+
+
 def is_masked(array: np.ndarray) -> bool:
     """True when the input's background is exactly zero (skull-stripped or masked exports):
     at least ``MASKED_ZERO_FRACTION`` of its voxels are 0, which noisy full-head magnitudes never are."""
@@ -117,7 +145,7 @@ def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = 
     ``progress(fraction)`` is called between steps (bias correction takes most of the time)."""
     progress = progress or (lambda fraction: None)
     work, shape = canonical_geometry(geometry, array.shape)
-    image = np.maximum(resample(array.astype(np.float32), geometry, work, shape), 0.0)
+    image = remove_gradient(np.maximum(resample(array.astype(np.float32), geometry, work, shape), 0.0))
     progress(0.15)
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0

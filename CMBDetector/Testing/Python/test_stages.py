@@ -7,7 +7,8 @@ from scipy.spatial.transform import Rotation
 from CMBDetectorLib.candidates import find_candidates
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.postprocess import nms_3d, to_detections
-from CMBDetectorLib.preprocessing import brain_mask, canonical_geometry, is_masked, normalise, preprocess
+from CMBDetectorLib.preprocessing import (brain_mask, canonical_geometry, is_masked, normalise, preprocess,
+                                           remove_gradient)
 
 
 def head_phantom(shape=(48, 64, 64), geometry=None, blobs=(), rng=None):
@@ -64,6 +65,30 @@ def test_brain_mask_of_skull_stripped_input_keeps_the_whole_brain():
     scalp = image > 600
     assert (brain_mask(zeroed_air, masked=True) & scalp).sum() < 0.02 * scalp.sum()
     assert preprocess(stripped, geometry).mask.sum() == pytest.approx(mask.sum(), rel=0.02)  # the pipeline takes that path
+
+
+def test_strong_gradient_does_not_cut_the_brain_mask():
+    """A full-head scan darkening 20-fold from one side to the other (a receive-coil drop): the
+    Otsu threshold falls inside the tissue and the mask loses the dark half with its microbleed
+    (a widened validation scan lost 45 % of its brain so). Removing the log-linear gradient
+    first keeps the whole brain, still without the scalp, and leaves an even image alone."""
+    image, geometry = head_phantom(blobs=[(24, 32, 18, 3.0)])
+    k, j, i = np.indices(image.shape)
+    brain = ((((k - 23.5) / 24) ** 2 + ((j - 31.5) / 32) ** 2 + ((i - 31.5) / 32) ** 2) < 0.72 ** 2)
+    scalp = image > 600
+    biased = (image * np.exp(3.0 * (i / 63.0 - 0.5))).astype(np.float32)  # dark where i is small
+    assert brain_mask(biased).sum() < 0.6 * brain.sum()  # without the gradient removal
+    flat = remove_gradient(biased)
+    inside = brain & (np.abs(k - 23.5) < 8) & (np.abs(j - 31.5) < 8)
+    left, right = np.median(flat[inside & (i < 20)]), np.median(flat[inside & (i > 44)])
+    assert left == pytest.approx(right, rel=0.2)  # was 20-fold apart
+    pre = preprocess(biased, geometry)
+    mask = pre.mask
+    assert mask.sum() > 0.72 * brain.sum() and (mask & scalp).sum() < 0.02 * scalp.sum()
+    lesion = np.round(pre.geometry.ras_to_ijk_points(geometry.ijk_to_ras_points([[18, 32, 24]]))[0]).astype(int)
+    assert mask[tuple(lesion[::-1])]  # the microbleed on the dark side is inside
+    even = remove_gradient(image)
+    assert np.median(even[brain] / image[brain]) == pytest.approx(np.median(even[scalp] / image[scalp]), rel=0.03)
 
 
 def test_normalise_sets_brain_median_to_one():
