@@ -79,7 +79,8 @@ def remove_gradient(image: np.ndarray, spacing: float = WORK_SPACING_MM, iterati
     sub = ndimage.gaussian_filter(image[::step, ::step, ::step].astype(np.float32), 1.0)
     if np.count_nonzero(sub > 0) < 100:
         return image
-    axes = [(np.arange(n) * step - (size - 1) / 2) * spacing / 100.0 for n, size in zip(sub.shape, image.shape)]
+    full = [(np.arange(size) - (size - 1) / 2) * spacing / 100.0 for size in image.shape]  # centred, in dm
+    axes = [x[::step] for x in full]
     design = np.stack([np.ones(sub.size)] + [g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
     log_sub = np.log(np.maximum(sub.ravel(), 1e-6))
     slope = np.zeros(3)
@@ -87,7 +88,6 @@ def remove_gradient(image: np.ndarray, spacing: float = WORK_SPACING_MM, iterati
         corrected = sub.ravel() / np.exp(design[:, 1:] @ slope)
         tissue = corrected > _otsu(corrected[corrected > 0])
         slope = np.linalg.lstsq(design[tissue], log_sub[tissue], rcond=None)[0][1:]
-    full = [(np.arange(size) - (size - 1) / 2) * spacing / 100.0 for size in image.shape]
     field = [np.exp(-b * x).astype(np.float32) for b, x in zip(slope, full)]
     return image * field[0][:, None, None] * field[1][None, :, None] * field[2][None, None, :]
 

@@ -28,6 +28,15 @@ def head_phantom(shape=(48, 64, 64), geometry=None, blobs=(), rng=None):
     return (image + rng.normal(0, 8, shape)).clip(0).astype(np.float32), geometry
 
 
+
+def phantom_brain(shape=(48, 64, 64)) -> np.ndarray:
+    """The brain ellipsoid of :func:`head_phantom` (unit spacing) as a voxel mask."""
+    k, j, i = np.indices(shape)
+    half = np.array(shape) / 2
+    return (((k - (shape[0] - 1) / 2) / half[0]) ** 2 + ((j - (shape[1] - 1) / 2) / half[1]) ** 2
+            + ((i - (shape[2] - 1) / 2) / half[2]) ** 2) < 0.72 ** 2
+
+
 def test_canonical_geometry_covers_input():
     g = Geometry.from_parts((0.5, 0.5, 4.0), (10, -5, 3), Rotation.from_euler("z", 30, degrees=True).as_matrix())
     work, shape = canonical_geometry(g, (10, 40, 40))
@@ -53,7 +62,7 @@ def test_brain_mask_of_skull_stripped_input_keeps_the_whole_brain():
     mask held a third of the brain). The masked path keeps all of it, dark lesion included."""
     image, geometry = head_phantom(blobs=[(24, 32, 20, 3.0)])
     k, j, i = np.indices(image.shape)
-    brain = ((((k - 23.5) / 24) ** 2 + ((j - 31.5) / 32) ** 2 + ((i - 31.5) / 32) ** 2) < 0.72 ** 2)
+    brain = phantom_brain(image.shape)
     stripped = np.where(brain, image * np.exp(3.0 * (i / 63.0 - 0.5)), 0.0).astype(np.float32)
     assert is_masked(stripped) and not is_masked(image)
     assert brain_mask(stripped).sum() < 0.6 * brain.sum()  # the unmasked path fails here
@@ -74,7 +83,7 @@ def test_strong_gradient_does_not_cut_the_brain_mask():
     first keeps the whole brain, still without the scalp, and leaves an even image alone."""
     image, geometry = head_phantom(blobs=[(24, 32, 18, 3.0)])
     k, j, i = np.indices(image.shape)
-    brain = ((((k - 23.5) / 24) ** 2 + ((j - 31.5) / 32) ** 2 + ((i - 31.5) / 32) ** 2) < 0.72 ** 2)
+    brain = phantom_brain(image.shape)
     scalp = image > 600
     biased = (image * np.exp(3.0 * (i / 63.0 - 0.5))).astype(np.float32)  # dark where i is small
     assert brain_mask(biased).sum() < 0.6 * brain.sum()  # without the gradient removal
