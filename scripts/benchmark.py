@@ -107,14 +107,15 @@ def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = Fals
 
 
 def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False,
-                 wide: bool = False):
-    """Outcomes and location figures of ``n_scans`` scans from ``seed0`` and how many are 1.5 T 2D GRE."""
+                 wide: bool = False, first: int = 0):
+    """Outcomes and location figures of ``n_scans`` scans from the ``first``-th after ``seed0``, and
+    how many are 1.5 T 2D GRE."""
     outcomes, locations, n_gre = [], [], 0
     t0 = time.perf_counter()
     name = "stress" if stress else "benchmark"
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, (outcome, protocol, located) in enumerate(pool.map(
-                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide), range(n_scans))):
+                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide), range(first, first + n_scans))):
             n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
             outcomes.append(outcome)
             locations.append(located)
@@ -326,6 +327,8 @@ def main(argv=None):
     parser.add_argument("--wide", action="store_true",
                         help="draw the held-out scans with the engine's WIDE randomisation (the widened training "
                              "family; the stress set stays outside it)")
+    parser.add_argument("--first", type=int, default=0,
+                        help="with --validation: start at this validation scan (a fresh block for a second look)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, Markdown and plot go")
     args = parser.parse_args(argv)
     config = DetectorConfig(device=args.device)
@@ -336,7 +339,9 @@ def main(argv=None):
     if args.validation and args.stress:
         parser.error("--stress reports the stress test seeds: not with --validation (use --wide to validate on "
                      "the widened family)")
-    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide)
+    if args.first and not args.validation:
+        parser.error("--first picks a block of validation scans: the test seeds are reported from the first one")
+    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide, first=args.first)
     stress = evaluate_set(args.n, STRESS_SEED0, config, args.workers, stress=True)[0] if args.stress else None
     import torch
 
@@ -346,7 +351,8 @@ def main(argv=None):
                                            for device, name in devices for with_phase in (False, True)]
     results = {
         **final_rows(outcomes, thresholds),  # first: the keys below (all variants' rows, FROC) take precedence
-        "seeds": ("validation" if args.validation else "test") + (", WIDE randomisation" if args.wide else ""),
+        "seeds": ("validation" if args.validation else "test") + (f" from scan {args.first}" if args.first else "")
+                 + (", WIDE randomisation" if args.wide else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,

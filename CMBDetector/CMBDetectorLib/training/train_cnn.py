@@ -15,15 +15,36 @@ from ..evaluation.metrics import roc_auc
 NEGATIVES_PER_POSITIVE = 3
 
 
-def augment(cubes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random flips on every axis, in-plane transpose and +-10 % intensity contrast."""
-    out = cubes.copy()
+def augment(cubes: np.ndarray, rng: np.random.Generator, acquisition: bool = False) -> np.ndarray:
+    """Random flips on every axis, in-plane transpose and +-10 % contrast; with ``acquisition``
+    first what another scanner changes (:func:`acquisition_augment`)."""
+    out = acquisition_augment(cubes, rng) if acquisition else cubes.copy()
     for axis in (1, 2, 3):
         flip = rng.random(len(out)) < 0.5
         out[flip] = np.flip(out[flip], axis=axis)
     swap = rng.random(len(out)) < 0.5
     out[swap] = np.swapaxes(out[swap], 2, 3)
     return out * rng.uniform(0.9, 1.1, size=(len(out), 1, 1, 1)).astype(np.float32)
+
+
+def acquisition_augment(cubes: np.ndarray, rng: np.random.Generator, gain=(0.75, 1.25), noise_max: float = 0.1,
+                        p_noise: float = 0.5, blur=(0.4, 1.2), p_blur: float = 0.3) -> np.ndarray:
+    """Standardised cubes as another scanner would give them: the tissue's local level scaled
+    by ``gain`` (a residual bias field: the cube's background is no longer the brain median),
+    white noise up to ``noise_max`` of the median on the tissue (share ``p_noise``), and a
+    Gaussian blur along the slice axis (axis 1; thick slices, share ``p_blur``). Voxels
+    outside the brain (raw 0) stay 0."""
+    from scipy import ndimage
+
+    raw = cubes + 1.0
+    tissue = raw > 0
+    raw = raw * rng.uniform(*gain, size=(len(raw), 1, 1, 1)).astype(np.float32)
+    for n in np.flatnonzero(rng.random(len(raw)) < p_blur):
+        raw[n] = ndimage.gaussian_filter1d(raw[n], rng.uniform(*blur), axis=0, mode="nearest")
+    noisy = rng.random(len(raw)) < p_noise
+    sigma = np.where(noisy, rng.uniform(0, noise_max, size=len(raw)), 0.0).astype(np.float32)
+    raw = raw + rng.standard_normal(raw.shape, dtype=np.float32) * sigma[:, None, None, None]
+    return np.where(tissue, raw, 0.0).astype(np.float32) - 1.0
 
 
 def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator,
@@ -35,11 +56,11 @@ def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator
 
 
 def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, width: int = 8, seed: int = 0,
-          device: str = "cpu", init: Path | None = None, lr: float = 2e-3) -> dict:
+          device: str = "cpu", init: Path | None = None, lr: float = 2e-3, acquisition: bool = False) -> dict:
     """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans).
 
     ``lr`` is the one-cycle peak learning rate; a fine-tune that should keep what ``init`` knows
-    wants a lower one than a fresh start."""
+    wants a lower one than a fresh start. ``acquisition`` adds :func:`acquisition_augment`."""
     import torch
 
     torch.manual_seed(seed)
@@ -68,7 +89,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         sample = epoch_indices(labels, tr, rng)
         for start in range(0, len(sample), batch_size):
             idx = sample[start:start + batch_size]
-            x = torch.from_numpy(augment(cubes[idx], rng)[:, None]).to(device)
+            x = torch.from_numpy(augment(cubes[idx], rng, acquisition)[:, None]).to(device)
             y = torch.from_numpy(labels[idx]).to(device)
             opt.zero_grad()
             loss = loss_fn(model(x)[:, 0], y)
@@ -83,7 +104,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
             best = {"val_auc": auc, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
     checkpoint = {"state_dict": best["state_dict"], "width": width, "patch_size": PATCH_SIZE,
                   "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed,
-                  "init": str(init) if init else "", "lr": lr}
+                  "init": str(init) if init else "", "lr": lr, "acquisition_augment": acquisition}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     print(f"[cnn] saved {out} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})", flush=True)
@@ -111,8 +132,11 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--init", type=Path, help="checkpoint to fine-tune from")
     parser.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak learning rate")
+    parser.add_argument("--acquisition-augment", action="store_true",
+                        help="also augment gain, noise and slice-axis blur (another scanner's cubes)")
     args = parser.parse_args(argv)
-    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init, lr=args.lr)
+    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init, lr=args.lr,
+          acquisition=args.acquisition_augment)
 
 
 def _cuda() -> bool:

@@ -6,7 +6,7 @@ import torch
 
 from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
-from CMBDetectorLib.training.train_cnn import epoch_indices, train
+from CMBDetectorLib.training.train_cnn import acquisition_augment, epoch_indices, train
 
 
 def tiny_cube_set(path, n=48):
@@ -24,13 +24,39 @@ def test_train_cnn_writes_loadable_checkpoint_and_fine_tunes(tmp_path):
     first = train([data], tmp_path / "a" / CNN_WEIGHTS, epochs=1, batch_size=16)
     assert 0.0 <= first["val_auc"] <= 1.0 and first["init"] == ""
     second = train([data, data], tmp_path / "b" / CNN_WEIGHTS, epochs=1, batch_size=16,
-                   init=tmp_path / "a" / CNN_WEIGHTS, lr=1e-9)
+                   init=tmp_path / "a" / CNN_WEIGHTS, lr=1e-9, acquisition=True)
     assert second["init"].endswith(CNN_WEIGHTS) and second["n_train"] > first["n_train"] and second["lr"] == 1e-9
+    assert second["acquisition_augment"] and not first["acquisition_augment"]
     for name, weights in first["state_dict"].items():  # a vanishing rate leaves the starting weights
         if weights.is_floating_point() and "running" not in name:
             assert torch.allclose(weights, second["state_dict"][name], atol=1e-6), name
     scores = CandidateClassifier(tmp_path / "b", "cpu").score(np.ones((30, 30, 30), np.float32), np.array([[15, 15, 15]]))
     assert scores.shape == (1,)
+
+
+def lesion_cubes(n=4):
+    """Standardised cubes: tissue at the median (0), a 3-voxel dark core, the first 4 slices outside the brain (-1)."""
+    cubes = np.zeros((n, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE), np.float32)
+    c = PATCH_SIZE // 2
+    cubes[:, c - 1:c + 2, c - 1:c + 2, c - 1:c + 2] = -0.6
+    cubes[:, :4] = -1.0
+    return cubes
+
+
+def test_acquisition_augment_moves_each_knob_and_leaves_outside_the_brain():
+    cubes, c = lesion_cubes(), PATCH_SIZE // 2
+    off = dict(gain=(1.0, 1.0), p_noise=0.0, p_blur=0.0)
+    assert np.allclose(acquisition_augment(cubes, np.random.default_rng(0), **off), cubes, atol=1e-6)
+    dim = acquisition_augment(cubes, np.random.default_rng(0), **{**off, "gain": (0.8, 0.8)})
+    assert np.allclose(dim[:, 10:, :4, :4], -0.2) and np.allclose(dim[:, c, c, c], 0.4 * 0.8 - 1)
+    noisy = acquisition_augment(cubes, np.random.default_rng(0), **{**off, "p_noise": 1.0})
+    assert 0.0 < noisy[:, 10:, :4, :4].std() < 0.1
+    blurred = acquisition_augment(cubes, np.random.default_rng(0), **{**off, "p_blur": 1.0, "blur": (1.0, 1.0)})
+    assert blurred[:, c, c, c].min() > -0.6 + 0.05  # the core is smeared along the slice axis...
+    assert blurred[:, c - 2, c, c].max() < -0.1  # ...onto the slices beside it
+    assert np.allclose(blurred[:, c, c, c - 3], 0, atol=1e-6)  # but not within the slice
+    for out in (dim, noisy, blurred):
+        assert np.all(out[:, :4] == -1.0)
 
 
 def test_epoch_sample_keeps_all_positives_and_limits_negatives():
@@ -83,12 +109,15 @@ def test_train_yolo_fine_tunes_from_the_given_checkpoint(tmp_path):
     assert (weights(MODELS_DIR / YOLO_WEIGHTS) - weights(out)).abs().max() < 0.05
 
 
-def test_benchmark_keeps_the_stress_test_seeds_out_of_validation():
+@pytest.mark.parametrize("args, why", [(["--validation", "--stress"], "use --wide"),
+                                       (["--first", "12"], "reported from the first one")])
+def test_benchmark_keeps_test_seeds_apart_from_choosing(args, why):
+    """The stress seeds never enter validation, and the test seeds cannot be re-rolled by block."""
     import subprocess
     import sys
 
     from conftest import MODULE_DIR
 
-    run = subprocess.run([sys.executable, str(MODULE_DIR.parent / "scripts" / "benchmark.py"), "--validation",
-                          "--stress", "--n", "1", "--no-profile"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "use --wide" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, str(MODULE_DIR.parent / "scripts" / "benchmark.py"), *args,
+                          "--n", "1", "--no-profile"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and why in run.stderr and "Traceback" not in run.stderr
