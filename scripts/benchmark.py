@@ -115,7 +115,8 @@ def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int,
     name = "stress" if stress else "benchmark"
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, (outcome, protocol, located) in enumerate(pool.map(
-                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide), range(first, first + n_scans))):
+                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide),
+                range(first, first + n_scans))):
             n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
             outcomes.append(outcome)
             locations.append(located)

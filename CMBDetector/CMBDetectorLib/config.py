@@ -23,6 +23,7 @@ PHASE_SENSITIVITY_PRESETS = {"high": 0.2, "balanced": 0.7, "specific": 0.9}  # m
 # Stricter than the lesion presets, which leave doubtful points for the reader to reject.
 SCAN_THRESHOLD = 0.95
 
+
 def preset_threshold(sensitivity: str, with_phase: bool) -> float:
     """Final-score threshold of a sensitivity preset for magnitude-only or magnitude + phase input."""
     presets = PHASE_SENSITIVITY_PRESETS if with_phase else SENSITIVITY_PRESETS

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, standardise
 from ..config import MODELS_DIR
@@ -34,8 +35,6 @@ def acquisition_augment(cubes: np.ndarray, rng: np.random.Generator, gain=(0.75,
     white noise up to ``noise_max`` of the median on the tissue (share ``p_noise``), and a
     Gaussian blur along the slice axis (axis 1; thick slices, share ``p_blur``). Voxels
     outside the brain (raw 0) stay 0."""
-    from scipy import ndimage
-
     raw = cubes + 1.0
     tissue = raw > 0
     raw = raw * rng.uniform(*gain, size=(len(raw), 1, 1, 1)).astype(np.float32)
