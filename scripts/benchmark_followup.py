@@ -29,8 +29,9 @@ from CMBDetectorLib.synth import sample_protocol
 from CMBDetectorLib.synth.longitudinal import generate_pair
 
 TEST_SEED, VALIDATION_SEED = 300_000, 250_000
-FIRST_GUESS = Cutoffs(0.3, 0.1, 0.6, 0.2, 0.8)  # set on a non-test pair, before any benchmark pair
+FIRST_GUESS = Cutoffs(0.3, 0.1, 0.6, 0.2, 0.8, 1.0)  # set on a non-test pair, before any benchmark pair
 MAX_FALSE_NEW = 0.3  # the issue's target, per pair
+MAX_FALSE_POSSIBLE = 0.5  # per pair: the reader reviews at most one extra false point every two pairs
 ROWS = ("same protocol", "cross protocol (1.5 T 2D GRE -> 3 T SWI)")
 
 
@@ -116,20 +117,23 @@ def evaluate(runs: list[PairRun], cutoffs: Cutoffs) -> dict:
 
 
 def choose(runs: list[PairRun]) -> Cutoffs:
-    """The issue's targets as the rule: among cut-offs with at most ``MAX_FALSE_NEW`` false new
-    calls per pair that keep the new-or-possible sensitivity within 0.02 of the best, the best
-    ARIA-H agreement, then definite-new sensitivity, then fewest false calls; ties go to the
-    cut-offs nearest the first guesses (set before any pair was seen)."""
+    """The issue's targets as the rule: among cut-offs with at most ``MAX_FALSE_NEW`` false new and
+    ``MAX_FALSE_POSSIBLE`` false possible new calls per pair, those keeping the new-or-possible
+    sensitivity within 0.02 of the best of them; of these the best ARIA-H agreement, then
+    definite-new sensitivity, then fewest false calls; ties go to the cut-offs nearest the first
+    guesses (set before any pair was seen)."""
     prior = np.array(astuple(FIRST_GUESS))
     grid = []
-    for sh, sl, ch, cl, ns in itertools.product((0.2, 0.3, 0.5), (0.05, 0.1, 0.15), (0.4, 0.5, 0.6),
-                                                (0.15, 0.2, 0.25, 0.3), (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)):
+    for sh, sl, ch, cl, ns, nf in itertools.product((0.2, 0.3, 0.5), (0.05, 0.1, 0.15), (0.4, 0.5, 0.6),
+                                                    (0.15, 0.2, 0.25, 0.3), np.round(np.arange(0.2, 0.95, 0.1), 1),
+                                                    (1.0, 0.5, 0.4, 0.3, 0.2)):
         if sl < sh and cl < ch:
-            c = Cutoffs(sh, sl, ch, cl, ns)
+            c = Cutoffs(sh, sl, ch, cl, float(ns), nf)
             grid.append((c, evaluate(runs, c)))
-    best_sens = max(m["sens new+possible"] for _, m in grid)
-    ok = [(c, m) for c, m in grid if m["sens new+possible"] >= best_sens - 0.02
-          and m["false new/pair"] <= MAX_FALSE_NEW] or grid
+    bounded = [(c, m) for c, m in grid if m["false new/pair"] <= MAX_FALSE_NEW
+               and m["false possible/pair"] <= MAX_FALSE_POSSIBLE] or grid
+    best_sens = max(m["sens new+possible"] for _, m in bounded)
+    ok = [(c, m) for c, m in bounded if m["sens new+possible"] >= best_sens - 0.02]
     return max(ok, key=lambda cm: (cm[1]["grade agreement"], cm[1]["sens new"], -cm[1]["false new/pair"],
                                    -cm[1]["false possible/pair"],
                                    -float(np.abs(np.array(astuple(cm[0])) - prior).sum())))[0]

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .atlas import RegionAtlas, load_region_atlas, template_brain
 from .geometry import LPS_TO_RAS, Geometry, to_sitk
-from .preprocessing import brain_mask, canonical_geometry, crop_to, is_masked, resample
+from .preprocessing import brain_mask, canonical_geometry, crop_to, is_masked, remove_gradient, resample
 
 WORK_MM = 2.0
 BSPLINE_MESH = 3
@@ -52,11 +52,16 @@ class AtlasRegistration:
         return np.array([self.transform.TransformPoint(tuple(p)) for p in pts]).reshape(-1, 3) @ LPS_TO_RAS
 
 
-def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None):
+def scan_brain(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None, flatten: bool = False):
     """Scan magnitude and brain mask on a ``WORK_MM`` axis-aligned grid, cropped to the brain:
-    (image, mask, geometry). Also the follow-up registration's starting point."""
+    (image, mask, geometry). Also the follow-up registration's starting point, which ``flatten``s
+    the scan first (a coil's intensity gradient divided out, as the detector does): on the 24
+    validation pairs both visits' masks then agreed as well or better, while the template
+    registration on 12 validation scans got worse (one more refused), so the location stage does not."""
     work, shape = canonical_geometry(geometry, array.shape[:3], WORK_MM)
     image = np.maximum(resample(np.asarray(array, np.float32), geometry, work, shape), 0.0)
+    if flatten:
+        image = remove_gradient(image, WORK_MM)
     if mask is not None:
         brain = resample(mask.astype(np.uint8), geometry, work, shape, linear=False) > 0
     else:

@@ -93,7 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--baseline-phase", type=Path)
     parser.add_argument("--followup-phase", type=Path)
     parser.add_argument("--sensitivity", choices=tuple(SENSITIVITY_PRESETS), default="balanced")
-    parser.add_argument("--threshold", type=float, help="final score a detection must reach, 0-1")
+    parser.add_argument("--threshold", type=float, help="final score a detection must reach, 0-1 (at follow-up "
+                        "a new one: 0.2, where the baseline shows nothing)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
     if len(args.inputs) not in (2, 3):

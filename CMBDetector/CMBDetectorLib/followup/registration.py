@@ -54,7 +54,7 @@ def _work_image(array: np.ndarray, geometry: Geometry, what: str) -> tuple[sitk.
     the location stage prepares them. On whole-head images, scalp, neck and a slab's darkened
     edges pulled a cross-protocol validation pair (seed 251001) 20 mm off."""
     try:
-        image, mask, work = scan_brain(array, geometry)
+        image, mask, work = scan_brain(array, geometry, flatten=True)
     except CMBDetectorError as exc:
         raise CMBDetectorError(f"The {what} scan: {exc}") from exc
     if mask.sum() * WORK_MM ** 3 < 8000:  # 8 ml

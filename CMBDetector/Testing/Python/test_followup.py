@@ -3,6 +3,8 @@ change call with baseline re-scoring, the ARIA-H grade, pair naming and syntheti
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -69,9 +71,14 @@ def test_matching_is_one_to_one_optimal_and_within_tolerance():
     assert sorted((m.followup, m.baseline) for m in m2) == [(0, 1), (1, 0)]
 
 
-def test_registration_recovers_head_motion_across_grids():
+@pytest.mark.parametrize("drop", [1.0, 20.0], ids=["even", "coil_gradient_20x"])
+def test_registration_recovers_head_motion_across_grids(drop):
+    """``drop``: the follow-up darkens that many times from one side to the other (a receive
+    coil); without dividing the gradient out first a point landed 3.1 mm off."""
     base = phantom(*BASELINE_GRID)
     follow = phantom(*FOLLOWUP_GRID, rotation=ROTATION, shift=SHIFT)
+    i = np.arange(follow.shape[2])
+    follow *= np.exp(np.log(drop) * (i / i[-1] - 0.5)).astype(np.float32)
     reg = register(base, BASELINE_GRID[0], follow, FOLLOWUP_GRID[0])
     assert reg.ok, reg.reason
     assert reg.dice >= MIN_DICE
@@ -139,6 +146,26 @@ def test_change_call_rescoring_the_baseline():
     assert by_place[(-10, 40, 20)].change == RESOLVED
     assert change.counts() == {NEW: 1, POSSIBLE_NEW: 1, PERSISTENT: 3, RESOLVED: 1}
     assert change.grade == "mild" and change.grade_with_possible == "mild"
+
+
+def test_weaker_follow_up_detections_are_called_only_where_the_baseline_shows_nothing():
+    geometry, shape = BASELINE_GRID
+    vein = (-25.0, 10.0, 5.0)  # a mimic: dark at both visits, the baseline scored it 0.25
+    image = phantom(geometry, shape, dark_spots=[vein])
+    reg = Registration(np.eye(4), 0.95, 1.0, -0.5, True)
+    baseline = [det((10, 10, 10), 0.9), det(vein, 0.25), det((0, -40, -10), 0.8)]
+    followup = [det((10, 10, 10), 0.9), det(vein, 0.35),  # persistent; the mimic again, still weak
+                det((-30, -30, 25), 0.4), det((30, 20, -20), 0.25),  # new, weak; weaker still
+                det((25, -30, 15), 0.1), det((0.5, -40, -10), 0.3)]  # under the floor; the baseline's 0.8
+    cutoffs = Cutoffs(0.3, 0.1, 0.4, 0.3, new_score=0.3, new_floor=0.2)
+    change = compare_detections(baseline, followup, (0.5, 0.5), reg, (image, geometry), cutoffs)
+    by_place = {tuple(np.round(r.ras)): r.change for r in change.rows}
+    assert by_place == {(10, 10, 10): PERSISTENT, (-30, -30, 25): NEW, (30, 20, -20): POSSIBLE_NEW,
+                        (0, -40, -10): PERSISTENT}  # the mimic is not listed; the 0.8 is seen weakly
+    assert change.grade == "mild" and change.grade_with_possible == "mild"
+    at_threshold = compare_detections(baseline, followup, (0.5, 0.5), reg, (image, geometry),
+                                      replace(cutoffs, new_floor=1.0))
+    assert at_threshold.counts() == {NEW: 0, POSSIBLE_NEW: 0, PERSISTENT: 2, RESOLVED: 0}
 
 
 def test_pairs_from_folder_rule_and_csv(tmp_path):

@@ -22,7 +22,7 @@ from CMBDetectorMRML.logic import CMBDetectorLogic
 OLD = np.array([[20.0, 30.0, 10.0], [-35.0, -20.0, 15.0]])  # head frame: in both visits
 GONE = np.array([[0.0, 50.0, -20.0]])  # baseline only
 NEW_SPOTS = np.array([[-20.0, 10.0, 30.0], [30.0, -45.0, -10.0]])  # follow-up only
-WEAK = np.array([[10.0, -10.0, -30.0]])  # follow-up only, the baseline detector scored it 0.2
+WEAK = np.array([[10.0, -10.0, -30.0]])  # follow-up only, the baseline detector scored it 0.15
 
 
 def moved(points):
@@ -41,7 +41,7 @@ def stub_detector(monkeypatch):
         if followup_call:
             points, scores = moved(np.vstack([OLD, NEW_SPOTS, WEAK])), [0.9, 0.85, 0.95, 0.9, 0.8]
         else:
-            points, scores = np.vstack([OLD, GONE, WEAK]), [0.9, 0.8, 0.85, 0.2]
+            points, scores = np.vstack([OLD, GONE, WEAK]), [0.9, 0.8, 0.85, 0.15]
         return result_from_ijk(geometry, geometry.ras_to_ijk_points(points), scores=scores)
 
     monkeypatch.setattr(pipeline, "detect", detect)
