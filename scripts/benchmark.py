@@ -46,9 +46,12 @@ from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
 from CMBDetectorLib.synth.randomisation import WIDE  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
+            "fused-noyolo": "3D CNN + score fusion, no YOLO stage (magnitude only)",
             "fused": "+ 3D CNN + YOLO + score fusion (final, magnitude only)",
+            "fused+phase-noyolo": "3D CNN + phase evidence, no YOLO stage (magnitude + phase)",
             "fused+phase": "+ phase evidence (final, magnitude + phase)"}
 FINAL = {"fused": "magnitude only", "fused+phase": "magnitude + phase"}
+NO_YOLO = {"fused-noyolo": "magnitude only, no YOLO stage", "fused+phase-noyolo": "magnitude + phase, no YOLO stage"}
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the issue's "2 cores")
 
@@ -126,18 +129,31 @@ def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int,
     return outcomes, locations, n_gre
 
 
+def stage_threshold(variant: str, thresholds: dict) -> float:
+    """Threshold of an ablation row: none for the candidates, the phase preset for the phase
+    variants, the magnitude-only one for the rest."""
+    if variant == "candidates":
+        return -np.inf
+    return thresholds["fused+phase" if variant.startswith("fused+phase") else "fused"]
+
+
 def final_rows(outcomes: list, thresholds: dict) -> dict:
-    """The final pipeline's rows (both inputs, default thresholds), FROC and calibration, and
-    the phase row without the physics rule (what the rule changes)."""
+    """The final pipeline's rows (both inputs, default thresholds), FROC and calibration, the
+    phase row without the physics rule (what the rule changes), and every ablation row with the
+    candidate screen's recall."""
     for o in outcomes:
         o.variants["no_rule"] = rule_variant(o, NO_RULE)
     no_rule = thresholds["fused+phase"]
+    n_lesions = int(sum(len(o.gt_ras) for o in outcomes))
     return {"no_rule": {**summarise(outcomes, "no_rule", no_rule),
                         "calcifications_reported": calcifications_reported(outcomes, "no_rule", no_rule)},
-            "n_scans": len(outcomes), "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)),
+            "n_scans": len(outcomes), "n_lesions": n_lesions,
+            "stages": {v: summarise(outcomes, v, stage_threshold(v, thresholds)) for v in VARIANTS},
+            "candidate_hits": sum(o.candidate_hits for o in outcomes),
+            "candidate_recall": sum(o.candidate_hits for o in outcomes) / max(1, n_lesions),
             "rows": {key: summarise(outcomes, key, thresholds[key]) for key in FINAL},
             "by_size": {key: found_by_size(outcomes, key, thresholds[key]) for key in FINAL},
-            "froc": {key: froc(outcomes, key) for key in FINAL},
+            "froc": {key: froc(outcomes, key) for key in (*FINAL, *NO_YOLO)},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
             "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL}}
 
@@ -193,8 +209,17 @@ def stress_report(results: dict) -> str:
         lines.append(f"| {name} | magnitude + phase without the phase rule | {res['n_scans']} | {res['n_lesions']} | "
                      f"{fmt(les['sensitivity'])} | {les['fp_per_scan']:.2f} | "
                      f"{res['no_rule']['calcifications_reported']} | |")
+    lines += ["", "Ablation on both sets, default thresholds (candidate screen recall: in-distribution "
+              f"{fmt(results['candidate_recall'])}, stress {fmt(results['stress']['candidate_recall'])}; the "
+              "no-YOLO rows are the pipeline with the YOLO stage switched off, its fusions fitted on the same rows "
+              "without the YOLO column):", "",
+              "| Stage | Test sens. | Test FP/scan | Stress sens. | Stress FP/scan |", "|---|---|---|---|---|"]
+    for key, name in VARIANTS.items():
+        cells = [(res["stages"][key]["lesion"]["sensitivity"], res["stages"][key]["lesion"]["fp_per_scan"])
+                 for res in sets.values()]
+        lines.append(f"| {name} | " + " | ".join(f"{fmt(sens)} | {fp:.2f}" for sens, fp in cells) + " |")
     lines += size_lines(results["stress"], "stress set, ")
-    for key, inputs in FINAL.items():
+    for key, inputs in {**FINAL, **NO_YOLO}.items():
         lines.append(f"\nFROC, stress set, {inputs} (threshold: FP/scan, sensitivity): " + "; ".join(
             f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in results["stress"]["froc"][key]))
     return "\n".join(lines) + "\n"
@@ -357,11 +382,8 @@ def main(argv=None):
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,
-        "candidate_hits": sum(o.candidate_hits for o in outcomes),
-        "candidate_recall": sum(o.candidate_hits for o in outcomes) / max(1, sum(len(o.gt_ras) for o in outcomes)),
         "candidates_per_scan": float(np.mean([o.n_candidates for o in outcomes])),
-        "rows": {v: summarise(outcomes, v, -np.inf if v == "candidates" else thresholds.get(v, thresholds["fused"]))
-                 for v in VARIANTS},
+        "rows": {v: summarise(outcomes, v, stage_threshold(v, thresholds)) for v in VARIANTS},
         "scan_call": {key: {"threshold": SCAN_THRESHOLD, **summarise(outcomes, key, thresholds[key], SCAN_THRESHOLD)}
                       for key in FINAL},
         "presets": {key: {name: {"threshold": (t := preset_threshold(name, key == "fused+phase")),
@@ -369,7 +391,8 @@ def main(argv=None):
         "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, thresholds[key])}
                             for kind in ("3D SWI", "2D GRE")
                             if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL},
-        "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused", "fused+phase")},
+        "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused-noyolo", "fused", "fused+phase-noyolo",
+                                                "fused+phase")},
         "subject_sweep": {key: [(t, summarise(outcomes, key, t)["subject"]) for t in FROC_THRESHOLDS] for key in FINAL},
         "profiles": profiles, "location": {"threads": LOCATION_THREADS, **summarise_location(locations)},
         "phase_rule": dataclasses.asdict(PHASE_RULE)}

@@ -3,8 +3,9 @@
 A logistic regression over the two models' logits and a thick-slice indicator (the models'
 scores mean different things on 4-5 mm 2D GRE than on thin 3D SWI), fitted on synthetic scans
 neither model was trained on (:mod:`.training.train_fusion`). When a phase image is given a
-second model adds the paramagnetic score of :mod:`.phase`. The output is the probability that a
-candidate is a microbleed.
+second model adds the paramagnetic score of :mod:`.phase`. Without the YOLO stage two more
+models, fitted on the same rows without its column, do the same from the CNN alone. The output
+is the probability that a candidate is a microbleed.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import numpy as np
 
 from .errors import CMBDetectorError
 
-FUSION_WEIGHTS = "cmb_fusion.json"
-PHASE_FUSION_WEIGHTS = "cmb_fusion_phase.json"
 FEATURES = ("cnn_logit", "yolo_logit", "thick_slices")
 PHASE_FEATURES = FEATURES + ("paramagnetic",)
 _EPS = 1e-3
+
+
+def feature_names(with_phase: bool = False, with_yolo: bool = True) -> tuple[str, ...]:
+    """The inputs of one of the four fusions (with or without the phase and the YOLO stage)."""
+    names = PHASE_FEATURES if with_phase else FEATURES
+    return names if with_yolo else tuple(n for n in names if n != "yolo_logit")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -29,15 +34,25 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def weights_file(with_phase: bool) -> str:
-    return PHASE_FUSION_WEIGHTS if with_phase else FUSION_WEIGHTS
+def weights_file(with_phase: bool, with_yolo: bool = True) -> str:
+    """``cmb_fusion[_noyolo][_phase].json``."""
+    return f"cmb_fusion{'' if with_yolo else '_noyolo'}{'_phase' if with_phase else ''}.json"
 
 
-def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray, thick_slices: bool,
+FUSION_WEIGHTS, PHASE_FUSION_WEIGHTS = weights_file(False), weights_file(True)
+
+
+def without_yolo(x: np.ndarray) -> np.ndarray:
+    """Rows of :func:`fusion_inputs` with the YOLO column dropped."""
+    return np.delete(np.asarray(x), FEATURES.index("yolo_logit"), axis=1)
+
+
+def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray | None, thick_slices: bool,
                   paramagnetic: np.ndarray | None = None) -> np.ndarray:
     """(N, len(FEATURES)) design matrix, plus the paramagnetic score column when given;
-    a missing (NaN) YOLO score counts as 0."""
-    columns = [_logit(cnn), _logit(yolo), np.full(len(cnn), float(thick_slices))]
+    a missing (NaN) YOLO score counts as 0; ``yolo`` None (the stage did not run) leaves its
+    column out."""
+    columns = [_logit(cnn)] + ([] if yolo is None else [_logit(yolo)]) + [np.full(len(cnn), float(thick_slices))]
     if paramagnetic is not None:
         columns.append(np.asarray(paramagnetic, dtype=np.float64))
     return np.column_stack(columns)
@@ -58,11 +73,14 @@ class ScoreFusion:
         return (1 / (1 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50) -> ScoreFusion:
+    def fit(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50,
+            features: tuple[str, ...] | None = None) -> ScoreFusion:
         """Maximum-likelihood fit with an L2 penalty (Newton's method, classes weighted equally);
-        ``x`` has the columns of FEATURES or PHASE_FEATURES."""
+        ``x`` has the columns of ``features`` (default: FEATURES or PHASE_FEATURES by its width)."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        features = {len(FEATURES): FEATURES, len(PHASE_FEATURES): PHASE_FEATURES}[x.shape[1]]
+        features = features or {len(FEATURES): FEATURES, len(PHASE_FEATURES): PHASE_FEATURES}[x.shape[1]]
+        if len(features) != x.shape[1]:
+            raise ValueError(f"{x.shape[1]} columns for the features {features}")
         if y.min() == y.max():
             raise CMBDetectorError("Fitting the score fusion needs both microbleeds and mimics.")
         mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
@@ -87,13 +105,13 @@ class ScoreFusion:
         Path(path).write_text(json.dumps(data, indent=1))
 
     @classmethod
-    def load(cls, models_dir: Path, with_phase: bool = False) -> ScoreFusion:
-        """Read ``cmb_fusion.json`` (``cmb_fusion_phase.json`` with phase); a missing, corrupt or
-        mismatched file is a clear error."""
+    def load(cls, models_dir: Path, with_phase: bool = False, with_yolo: bool = True) -> ScoreFusion:
+        """Read ``cmb_fusion.json`` (``cmb_fusion_phase.json`` with phase, ``cmb_fusion_noyolo*``
+        without the YOLO stage); a missing, corrupt or mismatched file is a clear error."""
         from .validation import RETRAIN_HINT
 
-        path = Path(models_dir) / weights_file(with_phase)
-        features = PHASE_FEATURES if with_phase else FEATURES
+        path = Path(models_dir) / weights_file(with_phase, with_yolo)
+        features = feature_names(with_phase, with_yolo)
         if not path.is_file():
             raise CMBDetectorError(f"Score fusion weights not found: {path}. {RETRAIN_HINT}")
         try:

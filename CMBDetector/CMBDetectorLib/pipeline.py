@@ -14,7 +14,7 @@ import numpy as np
 from .candidates import Candidates, find_candidates
 from .cnn import CandidateClassifier
 from .config import SCAN_THRESHOLD, DetectorConfig
-from .fusion import FEATURES, ScoreFusion, fusion_inputs
+from .fusion import ScoreFusion, feature_names, fusion_inputs
 from .geometry import Geometry
 from .phase import dipole_correlation, highpass_phase, paramagnetic_sign
 from .phase_rule import PHASE_RULE, PhaseRule
@@ -110,27 +110,31 @@ def dipole_scores(prepared: PreparedInput, pre: Preprocessed, cands: Candidates,
     return out
 
 
-def fusion_rows(scored: ScoredCandidates, use_phase: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the candidates YOLO scored and their score-fusion inputs (with the
-    paramagnetic column when the scan has a phase image and ``use_phase``)."""
-    look = np.flatnonzero(np.isfinite(scored.yolo))
+def fusion_rows(scored: ScoredCandidates, use_phase: bool = True,
+                use_yolo: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the candidates that passed the CNN gate (those YOLO scored) and their
+    score-fusion inputs: with the YOLO column when the stage ran and ``use_yolo``, with the
+    paramagnetic column when the scan has a phase image and ``use_phase``."""
+    look = np.flatnonzero(scored.cnn >= CNN_GATE)
     phase = scored.paramagnetic[look] if use_phase and scored.paramagnetic is not None else None
-    return look, fusion_inputs(scored.cnn[look], scored.yolo[look], scored.pre.modality == "gre", phase)
+    yolo = scored.yolo[look] if use_yolo and scored.yolo is not None else None
+    return look, fusion_inputs(scored.cnn[look], yolo, scored.pre.modality == "gre", phase)
 
 
 def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True,
-                 rule: PhaseRule = PHASE_RULE) -> np.ndarray:
-    """Fused probability for every candidate YOLO scored, 0 for the rest; the CNN's without YOLO.
-    ``use_phase`` False ignores the phase image (the magnitude-only fusion); with phase the
-    physics ``rule`` bounds the phase fusion by the magnitude-only one (:mod:`.phase_rule`)."""
-    if scored.yolo is None:
-        return scored.cnn
-    look, rows = fusion_rows(scored, use_phase)
-    fusion = ScoreFusion.load(models_dir, with_phase=rows.shape[1] > len(FEATURES))
+                 rule: PhaseRule = PHASE_RULE, use_yolo: bool = True) -> np.ndarray:
+    """Fused probability for every candidate that passed the CNN gate, 0 for the rest.
+    ``use_phase`` False ignores the phase image (the magnitude-only fusion), ``use_yolo`` False
+    (or a run without the YOLO stage) the YOLO score (the fusions fitted without it); with phase
+    the physics ``rule`` bounds the phase fusion by the magnitude-only one (:mod:`.phase_rule`)."""
+    with_yolo = use_yolo and scored.yolo is not None
+    look, rows = fusion_rows(scored, use_phase, with_yolo)
+    with_phase = rows.shape[1] > len(feature_names(False, with_yolo))
+    fusion = ScoreFusion.load(models_dir, with_phase=with_phase, with_yolo=with_yolo)
     final = np.zeros(len(scored.candidates), dtype=np.float32)
     final[look] = fusion.score(rows)
-    if rows.shape[1] > len(FEATURES):
-        magnitude = ScoreFusion.load(models_dir).score(rows[:, :len(FEATURES)])
+    if with_phase:
+        magnitude = ScoreFusion.load(models_dir, with_yolo=with_yolo).score(rows[:, :-1])
         final[look] = rule.apply(final[look], magnitude, rows[:, -1])
     return final
 
@@ -159,12 +163,10 @@ def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None 
     config = config or DetectorConfig()
     report = StageReporter(progress, cancel)
     scored = score_candidates(array, geometry, config, mask, report, phase)
-    final = scored.cnn
-    if config.use_yolo:
-        report("Score fusion", 0.93)
-        t = time.perf_counter()
-        final = final_scores(scored, config.models_dir)
-        scored.timings["fusion"] = time.perf_counter() - t
+    report("Score fusion", 0.93)
+    t = time.perf_counter()
+    final = final_scores(scored, config.models_dir)
+    scored.timings["fusion"] = time.perf_counter() - t
     report("Post-processing", 0.95)
     t = time.perf_counter()
     with_phase = scored.paramagnetic is not None

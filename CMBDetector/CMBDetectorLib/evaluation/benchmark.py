@@ -75,8 +75,9 @@ def stress_scan(n: int, seed0: int = STRESS_SEED0):
 
 
 def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
-    """Score every candidate once and keep the detections of each ablation variant; the last,
-    "fused+phase", also uses the scan's phase image."""
+    """Score every candidate once and keep the detections of each ablation variant: the stages
+    in turn, the final fusions without the YOLO stage ("-noyolo", what the pipeline gives with
+    it switched off) and the final ones; "+phase" variants also use the scan's phase image."""
     gt_ras, gt_diam = scan.cmb_truth()
     scored = score_candidates(scan.magnitude, scan.geometry, config, phase=scan.phase)
     variants = {}
@@ -86,6 +87,8 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
         ("candidates", response, MIN_RESPONSE),
         ("cnn", scored.cnn, 0.0),
         ("cnn+yolo", (scored.cnn + np.nan_to_num(scored.yolo)) / 2, 0.0),  # plain mean, before the fusion
+        ("fused-noyolo", final_scores(scored, config.models_dir, use_phase=False, use_yolo=False), 0.0),
+        ("fused+phase-noyolo", final_scores(scored, config.models_dir, use_yolo=False), 0.0),
         ("fused", magnitude, 0.0),
         ("fused+phase", final_scores(scored, config.models_dir), 0.0),
     ):

@@ -5,7 +5,9 @@ the CNN lets through to YOLO becomes one row (CNN and YOLO scores, slice thickne
 score), labelled by whether it hits a microbleed (centre within radius + 2 mm). Sources are the
 benchmark's fusion seeds (synthetic) or a folder of NIfTI + CSV annotations as for
 :mod:`.dataset` (``X_phase.nii.gz`` beside ``X_mag.nii.gz`` adds the phase). Writes
-``cmb_fusion.json`` and, when every scan has a phase image, ``cmb_fusion_phase.json``.
+``cmb_fusion.json`` and, when every scan has a phase image, ``cmb_fusion_phase.json``, and the
+same fits on the same rows without the YOLO column (``cmb_fusion_noyolo[_phase].json``, used
+when the YOLO stage is switched off).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from ..config import MODELS_DIR, DetectorConfig
 from ..errors import CMBDetectorError
 from ..evaluation.metrics import match_candidates
-from ..fusion import FEATURES, PHASE_FUSION_WEIGHTS, ScoreFusion, weights_file
+from ..fusion import FEATURES, PHASE_FUSION_WEIGHTS, ScoreFusion, feature_names, weights_file, without_yolo
 from ..geometry import Geometry, read_image
 from ..pipeline import fusion_rows, score_candidates
 from ..scanfiles import phase_partner
@@ -76,7 +78,8 @@ def collect_rows(sources, models_dir: Path, workers: int = 2, wide_every: int = 
 def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 1.0, wide_every: int = 0,
         rows: Path | None = None) -> list[ScoreFusion]:
     """The fits on the rows of :func:`collect_rows`: magnitude only, and with phase when every
-    source has a phase image; ``rows`` (.npz) keeps the rows, and reuses them when it exists."""
+    source has a phase image, each with and without the YOLO column; ``rows`` (.npz) keeps the
+    rows, and reuses them when it exists."""
     sources = list(sources)
     names = np.array([f"{source}|wide_every={wide_every}" for source in sources])
     if rows is not None and Path(rows).is_file():
@@ -93,12 +96,15 @@ def fit(sources, models_dir: Path, out_dir: Path, workers: int = 2, l2: float = 
     metadata = {"n_scans": len(sources), "wide_every": wide_every, "n_rows": int(len(y)),
                 "n_positive": int(y.sum()), "l2": l2}
     fits = []
-    for phase_model in (False, True)[:1 + with_phase]:
-        fusion = ScoreFusion.fit(x if phase_model else x[:, :len(FEATURES)], y, l2=l2)
-        path = Path(out_dir) / weights_file(phase_model)
-        fusion.save(path, metadata)
-        fits.append(fusion)
-        print(f"[fusion] saved {path} ({len(y)} rows, {int(y.sum())} positive)", flush=True)
+    for with_yolo in (True, False):
+        for phase_model in (False, True)[:1 + with_phase]:
+            columns = x if phase_model else x[:, :len(FEATURES)]
+            columns = columns if with_yolo else without_yolo(columns)
+            fusion = ScoreFusion.fit(columns, y, l2=l2, features=feature_names(phase_model, with_yolo))
+            path = Path(out_dir) / weights_file(phase_model, with_yolo)
+            fusion.save(path, metadata)
+            fits.append(fusion)
+            print(f"[fusion] saved {path} ({len(y)} rows, {int(y.sum())} positive)", flush=True)
     if not with_phase:
         print(f"[fusion] {PHASE_FUSION_WEIGHTS} not written: not every scan has a phase image", flush=True)
     return fits

@@ -51,3 +51,43 @@ def test_rule_variant_caps_the_calcification_and_merges_duplicates():
     np.testing.assert_allclose(np.sort(scores), np.sort([0.9, DIAMAGNETIC_CAP, 0.3]))
     o.variants["rule"] = (ras, scores)
     assert calcifications_reported([o], "rule", 0.2) == 0
+
+
+def _benchmark_script():
+    import importlib.util
+
+    from conftest import MODULE_DIR
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", MODULE_DIR.parent / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stress_report_puts_every_stage_of_both_sets_side_by_side():
+    bench = _benchmark_script()
+    thresholds = {"fused": 0.6, "fused+phase": 0.7}
+
+    def outcome(found_without_yolo: bool):
+        """Two microbleeds; the final pipeline finds both, without YOLO only the first unless told."""
+        o = _outcome()
+        gt = np.array([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0]])
+        hit, other, false = np.array([0.2, 0.0, 0.0]), np.array([40.0, 0.5, 0.0]), np.array([80.0, 0.0, 0.0])
+        both = (np.array([hit, other]), np.array([0.9, 0.8]))
+        variants = {name: both for name in bench.VARIANTS}
+        variants["candidates"] = (np.array([hit, other, false]), np.array([5.0, 4.0, 3.0]))
+        variants["cnn"] = (np.array([hit, other, false]), np.array([0.9, 0.8, 0.65]))
+        variants["fused-noyolo"] = (np.array([hit, other]), np.array([0.9, 0.8 if found_without_yolo else 0.5]))
+        return ScanOutcome(gt, np.array([2.0, 3.0]), variants, candidate_hits=2, rule_rows=o.rule_rows,
+                           calc_ras=o.calc_ras)
+
+    test, stress = [outcome(True)] * 2, [outcome(False)] * 2
+    results = {**bench.final_rows(test, thresholds), "stress": bench.final_rows(stress, thresholds)}
+    assert results["stress"]["stages"]["fused-noyolo"]["lesion"]["sensitivity"] == 0.5
+    assert results["stress"]["stages"]["cnn"]["lesion"]["fp_per_scan"] == 1.0
+    assert results["stress"]["froc"]["fused-noyolo"][0] == (0.2, 0.0, 1.0)  # at 0.2 it finds both
+    text = bench.stress_report(results)
+    assert "| 3D CNN + score fusion, no YOLO stage (magnitude only) | 1.000 | 0.00 | 0.500 | 0.00 |" in text
+    assert "| + 3D CNN | 1.000 | 1.00 | 1.000 | 1.00 |" in text
+    assert "candidate screen recall: in-distribution 1.000, stress 1.000" in text
+    assert "FROC, stress set, magnitude only, no YOLO stage" in text

@@ -10,7 +10,7 @@ from CMBDetectorLib.config import MODELS_DIR
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.evaluation.metrics import roc_auc
 from CMBDetectorLib.fusion import (FEATURES, FUSION_WEIGHTS, PHASE_FEATURES, PHASE_FUSION_WEIGHTS, ScoreFusion,
-                                   fusion_inputs)
+                                   feature_names, fusion_inputs, weights_file, without_yolo)
 
 
 def test_no_candidates_give_empty_rows():
@@ -30,6 +30,40 @@ def test_fit_learns_the_informative_feature_and_round_trips(tmp_path):
     fusion.save(tmp_path / FUSION_WEIGHTS)
     again = ScoreFusion.load(tmp_path)
     np.testing.assert_allclose(again.score(x), fusion.score(x))
+
+
+def test_fusion_without_yolo_fits_saves_and_loads_its_own_file(tmp_path):
+    rng = np.random.default_rng(2)
+    y = (rng.random(400) < 0.2).astype(float)
+    cnn = 1 / (1 + np.exp(-(rng.normal(-2, 1, 400) + 4 * y)))
+    x = fusion_inputs(cnn, rng.random(400), False, rng.normal(0, 0.5, 400) + y)
+    assert without_yolo(x).shape == (400, 3)
+    np.testing.assert_array_equal(without_yolo(x), fusion_inputs(cnn, None, False, x[:, -1]))
+    features = feature_names(with_phase=True, with_yolo=False)
+    assert features == ("cnn_logit", "thick_slices", "paramagnetic")
+    fusion = ScoreFusion.fit(without_yolo(x), y, features=features)
+    assert fusion.weights[0] > 0 and fusion.weights[2] > 0
+    name = weights_file(with_phase=True, with_yolo=False)
+    assert name == "cmb_fusion_noyolo_phase.json" and weights_file(False) == FUSION_WEIGHTS
+    fusion.save(tmp_path / name)
+    np.testing.assert_allclose(ScoreFusion.load(tmp_path, with_phase=True, with_yolo=False).score(without_yolo(x)),
+                               fusion.score(without_yolo(x)))
+    with pytest.raises(CMBDetectorError, match="not found"):  # only the no-YOLO file is there
+        ScoreFusion.load(tmp_path, with_phase=True)
+    with pytest.raises(ValueError, match="columns"):
+        ScoreFusion.fit(x, y, features=features)
+
+
+def test_shipped_fusions_without_yolo_rest_on_the_cnn_and_weigh_the_phase():
+    plain = ScoreFusion.load(MODELS_DIR, with_yolo=False)
+    assert plain.features == ("cnn_logit", "thick_slices")
+    phase = ScoreFusion.load(MODELS_DIR, with_phase=True, with_yolo=False)
+    assert phase.weights[phase.features.index("paramagnetic")] > 0
+    for thick in (False, True):
+        sure, doubtful = fusion_inputs(np.array([0.97, 0.05]), None, thick)
+        assert plain.score(sure[None])[0] > 0.5 > plain.score(doubtful[None])[0]
+    bleed, calcification = fusion_inputs(np.array([0.95, 0.95]), None, False, np.array([0.6, -0.6]))
+    assert phase.score(bleed[None])[0] > phase.score(calcification[None])[0]
 
 
 def test_fit_needs_both_classes():
@@ -97,6 +131,8 @@ def test_train_fusion_on_an_annotated_folder(tmp_path, capsys):
     assert data["n_scans"] == 1 and 1 <= data["n_positive"] < data["n_rows"]
     assert ScoreFusion.load(tmp_path).weights.shape == (len(FEATURES),)
     assert ScoreFusion.load(tmp_path, with_phase=True).weights.shape == (len(PHASE_FEATURES),)
+    for with_phase in (False, True):  # the same rows without the YOLO column
+        assert ScoreFusion.load(tmp_path, with_phase, with_yolo=False).features == feature_names(with_phase, False)
     # A second fit (another penalty) reuses the kept rows instead of rerunning the models.
     with np.load(tmp_path / "rows.npz") as rows:
         assert rows["x0"].shape == (data["n_rows"], len(PHASE_FEATURES))

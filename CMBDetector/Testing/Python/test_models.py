@@ -23,7 +23,8 @@ def test_shipped_weights_are_small_and_have_model_cards():
 
 @pytest.mark.parametrize("card, files", [("cmb_cnn3d.md", ("cmb_cnn3d.pt",)),
                                          ("cmb_yolo_rescore.md", ("cmb_yolo_rescore.pt",)),
-                                         ("cmb_fusion.md", ("cmb_fusion.json", "cmb_fusion_phase.json"))])
+                                         ("cmb_fusion.md", ("cmb_fusion.json", "cmb_fusion_phase.json",
+                                                            "cmb_fusion_noyolo.json", "cmb_fusion_noyolo_phase.json"))])
 def test_model_cards_name_the_shipped_files_by_checksum(card, files):
     import hashlib
 

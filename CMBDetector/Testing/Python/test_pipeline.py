@@ -137,10 +137,47 @@ def test_wrong_phase_convention_turns_the_microbleeds_diamagnetic():
     assert sum(p < 0 for _, p in left.values()) > len(left) / 2
 
 
-def test_without_yolo_scores_are_cnn_only():
+def test_without_yolo_the_cnn_only_fusion_scores_and_still_finds_the_microbleeds():
+    from CMBDetectorLib.fusion import ScoreFusion, fusion_inputs
+    from CMBDetectorLib.preprocessing import guess_modality
+
     result, stages = sample_result(use_yolo=False)
-    assert not {"YOLO rescoring", "Score fusion"} & {s for s, _ in stages}
-    assert all(d.yolo_score is None and d.score == d.cnn_score for d in result.detections)
+    names = {s for s, _ in stages}
+    assert "YOLO rescoring" not in names and "Score fusion" in names
+    fusion = ScoreFusion.load(MODULE_DIR / "Resources" / "Models", with_yolo=False)
+    thick = guess_modality(sample()[1]) == "gre"
+    for d in result.detections:
+        assert d.yolo_score is None and d.cnn_score >= 0.15  # the same CNN gate as with YOLO
+        expected = fusion.score(fusion_inputs(np.array([d.cnn_score]), None, thick))[0]
+        assert d.score == pytest.approx(expected, abs=1e-6) and d.score != pytest.approx(d.cnn_score, abs=1e-3)
+    gt_ras, gt_diam = truth()
+    ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
+    matched = match_detections(ras, np.array([d.score for d in result.detections]), gt_ras, gt_diam)
+    assert (matched >= 0).sum() >= 0.75 * len(gt_ras) and (matched < 0).sum() <= 3
+
+
+def test_without_yolo_the_phase_still_counts_and_its_rule_still_caps():
+    array, geometry = sample()
+    phase = read_image(SAMPLE_PHASE)[0]
+    right = detect(array, geometry, DetectorConfig(use_yolo=False, threshold=0.05), phase=phase)
+    left = detect(array, geometry, DetectorConfig(use_yolo=False, threshold=0.05, phase_convention="left-handed"),
+                  phase=phase)
+    plain = detect(array, geometry, DetectorConfig(use_yolo=False, threshold=0.05))
+    assert right.used_phase and all(d.paramagnetic_score is not None for d in right.detections)
+    gt_ras, gt_diam = truth()
+
+    def on_bleeds(result):
+        ras = np.array([d.ras for d in result.detections]).reshape(-1, 3)
+        matched = match_detections(ras, np.array([d.score for d in result.detections]), gt_ras, gt_diam)
+        return {int(m): d for d, m in zip(result.detections, matched) if m >= 0}
+
+    right_hits, left_hits, plain_hits = on_bleeds(right), on_bleeds(left), on_bleeds(plain)
+    common = set(right_hits) & set(left_hits) & set(plain_hits)
+    assert len(common) >= 3
+    for m in common:  # paramagnetic microbleeds gain from the phase; read the other way round they are capped
+        assert right_hits[m].score > plain_hits[m].score
+        if left_hits[m].paramagnetic_score < PHASE_RULE.diamagnetic_cutoff:
+            assert left_hits[m].score <= DIAMAGNETIC_CAP + 1e-6
 
 
 def test_cancel_stops_before_the_next_stage():
@@ -170,3 +207,26 @@ def test_echo_choice_reaches_validation():
     multi_echo = np.stack([array, np.full_like(array, 7)], axis=-1)
     with pytest.raises(CMBDetectorError, match=r"same value \(7\)"):
         detect(multi_echo, geometry, DetectorConfig(echo=1, use_yolo=False))
+
+
+def test_benchmark_no_yolo_rows_are_the_pipeline_with_yolo_switched_off():
+    """The ablation's "no YOLO stage" variant reports what detect() reports with use_yolo=False."""
+    from types import SimpleNamespace
+
+    from CMBDetectorLib.config import SENSITIVITY_PRESETS
+    from CMBDetectorLib.evaluation.benchmark import evaluate_scan
+
+    array, geometry = sample()
+    gt_ras, gt_diam = truth()
+    scan = SimpleNamespace(magnitude=array, geometry=geometry, phase=read_image(SAMPLE_PHASE)[0],
+                           objects=read_objects_csv(OBJECTS),
+                           protocol=SimpleNamespace(kind="swi3d"), cmb_truth=lambda: (gt_ras, gt_diam))
+    outcome = evaluate_scan(scan, DetectorConfig())
+    assert {"cnn", "cnn+yolo", "fused-noyolo", "fused", "fused+phase-noyolo", "fused+phase"} <= set(outcome.variants)
+    threshold = SENSITIVITY_PRESETS["balanced"]
+    ras, scores = outcome.variants["fused-noyolo"]
+    expected = sample_result(use_yolo=False)[0].detections
+    np.testing.assert_allclose(np.sort(scores[scores >= threshold]), np.sort([d.score for d in expected]), atol=1e-6)
+    np.testing.assert_allclose(ras[np.argsort(-scores)][:len(expected)], [d.ras for d in expected], atol=1e-6)
+    with_yolo = outcome.variants["fused"][1]
+    assert not np.array_equal(np.sort(with_yolo), np.sort(scores))  # the YOLO stage moves the final scores
