@@ -145,13 +145,13 @@ def final_rows(outcomes: list, thresholds: dict) -> dict:
         o.variants["no_rule"] = rule_variant(o, NO_RULE)
     no_rule = thresholds["fused+phase"]
     n_lesions = int(sum(len(o.gt_ras) for o in outcomes))
+    stages = {v: summarise(outcomes, v, stage_threshold(v, thresholds)) for v in VARIANTS}
     return {"no_rule": {**summarise(outcomes, "no_rule", no_rule),
                         "calcifications_reported": calcifications_reported(outcomes, "no_rule", no_rule)},
-            "n_scans": len(outcomes), "n_lesions": n_lesions,
-            "stages": {v: summarise(outcomes, v, stage_threshold(v, thresholds)) for v in VARIANTS},
+            "n_scans": len(outcomes), "n_lesions": n_lesions, "stages": stages,
             "candidate_hits": sum(o.candidate_hits for o in outcomes),
             "candidate_recall": sum(o.candidate_hits for o in outcomes) / max(1, n_lesions),
-            "rows": {key: summarise(outcomes, key, thresholds[key]) for key in FINAL},
+            "rows": {key: stages[key] for key in FINAL},
             "by_size": {key: found_by_size(outcomes, key, thresholds[key]) for key in FINAL},
             "froc": {key: froc(outcomes, key) for key in (*FINAL, *NO_YOLO)},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
@@ -283,7 +283,7 @@ def report(results: dict) -> str:
              "| Stage | Lesion sens. | Precision | F1 | FP/scan | Subj. bal. acc. | AUC | Subj. prec. | Subj. sens. | Subj. F1 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for key, name in VARIANTS.items():
-        les, sub = results["rows"][key]["lesion"], results["rows"][key]["subject"]
+        les, sub = results["stages"][key]["lesion"], results["stages"][key]["subject"]
         lines.append(f"| {name} | {fmt(les['sensitivity'])} | {fmt(les['precision'])} | {fmt(les['f1'])} | "
                      f"{les['fp_per_scan']:.2f} | {fmt(sub['balanced_accuracy'])} | {fmt(sub['auc'])} | "
                      f"{fmt(sub['precision'])} | {fmt(sub['sensitivity'])} | {fmt(sub['f1'])} |")
@@ -376,14 +376,13 @@ def main(argv=None):
     profiles = [] if args.no_profile else [dict(profile_scan(device, config.models_dir, with_phase), machine=name)
                                            for device, name in devices for with_phase in (False, True)]
     results = {
-        **final_rows(outcomes, thresholds),  # first: the keys below (all variants' rows, FROC) take precedence
+        **final_rows(outcomes, thresholds),  # first: the keys below (all variants' FROC) take precedence
         "seeds": ("validation" if args.validation else "test") + (f" from scan {args.first}" if args.first else "")
                  + (", WIDE randomisation" if args.wide else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,
         "candidates_per_scan": float(np.mean([o.n_candidates for o in outcomes])),
-        "rows": {v: summarise(outcomes, v, stage_threshold(v, thresholds)) for v in VARIANTS},
         "scan_call": {key: {"threshold": SCAN_THRESHOLD, **summarise(outcomes, key, thresholds[key], SCAN_THRESHOLD)}
                       for key in FINAL},
         "presets": {key: {name: {"threshold": (t := preset_threshold(name, key == "fused+phase")),

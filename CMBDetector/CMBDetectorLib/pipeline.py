@@ -14,7 +14,7 @@ import numpy as np
 from .candidates import Candidates, find_candidates
 from .cnn import CandidateClassifier
 from .config import SCAN_THRESHOLD, DetectorConfig
-from .fusion import ScoreFusion, feature_names, fusion_inputs
+from .fusion import ScoreFusion, fusion_inputs
 from .geometry import Geometry
 from .phase import dipole_correlation, highpass_phase, paramagnetic_sign
 from .phase_rule import PHASE_RULE, PhaseRule
@@ -129,7 +129,7 @@ def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True,
     the physics ``rule`` bounds the phase fusion by the magnitude-only one (:mod:`.phase_rule`)."""
     with_yolo = use_yolo and scored.yolo is not None
     look, rows = fusion_rows(scored, use_phase, with_yolo)
-    with_phase = rows.shape[1] > len(feature_names(False, with_yolo))
+    with_phase = use_phase and scored.paramagnetic is not None
     fusion = ScoreFusion.load(models_dir, with_phase=with_phase, with_yolo=with_yolo)
     final = np.zeros(len(scored.candidates), dtype=np.float32)
     final[look] = fusion.score(rows)
