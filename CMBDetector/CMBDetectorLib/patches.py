@@ -1,4 +1,4 @@
-"""Fixed-size 3D patches and 2D axial crops around working-space points."""
+"""Fixed-size 3D patches and 2D crops (axial, or three orthogonal planes) around working-space points."""
 
 from __future__ import annotations
 
@@ -33,6 +33,23 @@ def extract_axial_crops(image: np.ndarray, kji: np.ndarray, size: int, offsets=(
             out[n, m] = np.moveaxis(padded[kk - 1:kk + 2, j:j + size, i:i + size], 0, -1)
     if upscale > 1:
         out = ndimage.zoom(out, (1, 1, upscale, upscale, 1), order=1, grid_mode=True, mode="nearest")
+    return to_uint8(out)
+
+
+def extract_orthogonal_crops(image: np.ndarray, kji: np.ndarray, size: int, upscale: int = 1) -> np.ndarray:
+    """(N, size·upscale, size·upscale, 3) uint8 crops whose channels are the axial (rows j, columns
+    i), coronal (rows k, columns i) and sagittal (rows k, columns j) planes through each point: a
+    sphere is a dot centred in all three, a vessel along any axis a line in two of them."""
+    half = size // 2
+    padded = np.pad(image, half, mode="constant", constant_values=PAD_VALUE)
+    out = np.empty((len(kji), size, size, 3), dtype=np.float32)
+    for n, (k, j, i) in enumerate(np.asarray(kji, dtype=int)):
+        cube = padded[k:k + size, j:j + size, i:i + size]
+        out[n, ..., 0] = cube[half]
+        out[n, ..., 1] = cube[:, half]
+        out[n, ..., 2] = cube[:, :, half]
+    if upscale > 1:
+        out = ndimage.zoom(out, (1, upscale, upscale, 1), order=1, grid_mode=True, mode="nearest")
     return to_uint8(out)
 
 

@@ -1,19 +1,24 @@
-"""YOLO rescoring: a 2D detector looks at axial slices through each CNN survivor.
+"""YOLO rescoring: a 2D detector looks at slices through each CNN survivor.
 
-Each survivor gets three axial crops (its slice and the slices above and below, each with its
-own neighbours as RGB channels). The YOLO score is the best confidence of a box whose centre
-lies on the candidate, so elongated vessels and other mimics that fool the 3D CNN lose score.
+The weights say which views they were trained on (``cmb_yolo_rescore.json`` beside them; none:
+axial). Axial: each survivor gets three axial crops (its slice and the slices above and below,
+each with its own neighbours as RGB channels). Orthogonal: one crop whose channels are the
+axial, coronal and sagittal planes through it, so a vein running through the slice, a dot on
+the axial plane, is a line on the other two. The YOLO score is the best confidence of a box
+whose centre lies on the candidate, so elongated vessels and other mimics that fool the 3D CNN
+lose score.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CMBDetectorError
-from .patches import extract_axial_crops
+from .patches import extract_axial_crops, extract_orthogonal_crops
 from .progress import FractionCallback
 from .validation import RETRAIN_HINT
 
@@ -23,6 +28,35 @@ IMAGE_SIZE = CROP_VOXELS * UPSCALE
 YOLO_WEIGHTS = "cmb_yolo_rescore.pt"
 CENTRE_TOLERANCE_VOXELS = 2.0
 BOX_MARGIN_MM = 2.0  # boxes frame the lesion's dark core plus this margin
+AXIAL, ORTHOGONAL = "axial", "orthogonal"
+VIEWS = (AXIAL, ORTHOGONAL)
+
+
+def views_file(weights: Path) -> Path:
+    """The JSON beside a YOLO weights file that names its views."""
+    return Path(weights).with_suffix(".json")
+
+
+def read_views(weights: Path) -> str:
+    """The views the weights were trained on: axial when no JSON lies beside them."""
+    path = views_file(weights)
+    if not path.is_file():
+        return AXIAL
+    try:
+        views = json.loads(path.read_text()).get("views")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CMBDetectorError(f"'{path}' is not a readable YOLO views file ({exc}): {RETRAIN_HINT}.") from exc
+    if views not in VIEWS:
+        raise CMBDetectorError(f"'{path}' names views {views!r}; expected one of {', '.join(VIEWS)}.")
+    return views
+
+
+def rescoring_crops(image: np.ndarray, kji: np.ndarray, views: str) -> np.ndarray:
+    """(N, M, IMAGE_SIZE, IMAGE_SIZE, 3) crops the detector sees for each point: M = 3 axial
+    crops, or 1 orthogonal-plane crop."""
+    if views == ORTHOGONAL:
+        return extract_orthogonal_crops(image, kji, CROP_VOXELS, upscale=UPSCALE)[:, None]
+    return extract_axial_crops(image, kji, CROP_VOXELS, upscale=UPSCALE)
 
 
 class YoloRescorer:
@@ -41,15 +75,16 @@ class YoloRescorer:
         except Exception as exc:  # ultralytics raises many types for a damaged file
             raise CMBDetectorError(
                 f"Model weights file '{path}' is corrupt or incompatible ({exc}): {RETRAIN_HINT}.") from exc
+        self.views = read_views(path)
         self.device = device
 
     def score(self, image: np.ndarray, kji: np.ndarray, diameters_mm: np.ndarray, spacing: float = 1.0,
               batch_size: int = 96, progress: FractionCallback | None = None) -> np.ndarray:
-        """Best on-centre box confidence over the three slices through each candidate;
+        """Best on-centre box confidence over the crops through each candidate;
         ``progress(fraction done)`` is called before each batch."""
         if len(kji) == 0:
             return np.zeros(0, dtype=np.float32)
-        crops = extract_axial_crops(image, kji, CROP_VOXELS, upscale=UPSCALE)
+        crops = rescoring_crops(image, kji, self.views)
         n, m = crops.shape[:2]
         flat = crops.reshape(n * m, IMAGE_SIZE, IMAGE_SIZE, 3)
         tolerance = UPSCALE * np.maximum(CENTRE_TOLERANCE_VOXELS, np.repeat(diameters_mm, m) / (2 * spacing))

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..geometry import read_image
 from ..scanfiles import is_phase_file, scan_base
+from ..yolo_rescore import AXIAL, VIEWS
 from .examples import ScanExamples, scan_examples
 
 DEFAULT_DIAMETER_MM = 5.0
@@ -60,7 +61,7 @@ def _ranker(models_dir: Path | None):
 
 
 def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: int = 0,
-                        wide: bool = False) -> ScanExamples:
+                        wide: bool = False, views: str = AXIAL) -> ScanExamples:
     from ..synth import generate_scan, sample_protocol
     from ..synth.randomisation import OFF, WIDE
 
@@ -71,28 +72,29 @@ def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: i
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5)
     scan = generate_scan(seed, protocol=protocol, n_cmb=n_cmb, randomisation=WIDE if wide else OFF)
     return scan_examples(scan.magnitude, scan.geometry, *scan.cmb_truth(), np.random.default_rng(seed),
-                         ranker=_ranker(mine_with))
+                         ranker=_ranker(mine_with), views=views)
 
 
-def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None) -> ScanExamples:
+def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None, views: str = AXIAL) -> ScanExamples:
     array, geometry = read_image(pair[0])
     centres, diameters = read_annotations(pair[1])
     return scan_examples(array, geometry, centres, diameters, np.random.default_rng(len(str(pair[0]))),
-                         ranker=_ranker(mine_with))
+                         ranker=_ranker(mine_with), views=views)
 
 
 def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = None, gre15_every: int = 0,
-          wide: bool = False) -> Path:
+          wide: bool = False, views: str = AXIAL) -> Path:
     """Examples from synthetic seeds (ints) or annotated (image, csv) pairs into one ``.npz``;
     ``mine_with`` (a models folder) picks negatives that folder's CNN gets most wrong;
     ``gre15_every`` > 0 makes every such seed a 1.5 T thick-slice 2D GRE (the hardest protocol);
-    ``wide`` generates the synthetic scans with the engine's WIDE domain randomisation."""
+    ``wide`` generates the synthetic scans with the engine's WIDE domain randomisation; ``views``
+    are the YOLO crops' (:mod:`..yolo_rescore`)."""
     sources = list(sources)
     synthetic = bool(sources) and isinstance(sources[0], int)
     fn = partial(_synthetic_examples, gre15_every=gre15_every, wide=wide) if synthetic else _file_examples
     parts: list[ScanExamples] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with), sources), 1):
+        for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with, views=views), sources), 1):
             parts.append(part)
             print(f"[dataset] {n}/{len(sources)} scans, {int(part.cube_labels.sum())} positive cubes", flush=True)
     boxes = [b for p in parts for b in p.boxes]
@@ -103,6 +105,7 @@ def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = No
         cubes=np.concatenate([p.cubes for p in parts]).astype(np.float16),
         cube_labels=np.concatenate([p.cube_labels for p in parts]),
         crops=np.concatenate([p.crops for p in parts]),
+        views=np.array(views),
         box_counts=np.array([len(b) for b in boxes]),
         boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32))
     return out_path
@@ -123,6 +126,8 @@ def main(argv=None):
                         help="synthetic only: seeds divisible by N are 1.5 T 2D GRE scans")
     parser.add_argument("--wide", action="store_true",
                         help="synthetic only: the WIDE domain randomisation (through-slice veins, atrophy, ...)")
+    parser.add_argument("--views", choices=VIEWS, default=AXIAL,
+                        help="YOLO crops: axial slices, or the three orthogonal planes through each point")
     args = parser.parse_args(argv)
     if args.synthetic:
         first, last = (int(v) for v in args.synthetic.split(":"))
@@ -132,7 +137,7 @@ def main(argv=None):
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
     build(sources, args.out, workers=args.workers, mine_with=args.mine_with, gre15_every=args.gre15_every,
-          wide=args.wide)
+          wide=args.wide, views=args.views)
 
 
 if __name__ == "__main__":

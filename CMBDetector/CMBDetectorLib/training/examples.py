@@ -15,10 +15,10 @@ import numpy as np
 from ..candidates import find_candidates
 from ..cnn import PATCH_SIZE
 from ..geometry import Geometry
-from ..patches import extract_axial_crops, extract_patches
+from ..patches import extract_axial_crops, extract_orthogonal_crops, extract_patches
 from ..preprocessing import preprocess
 from ..evaluation.metrics import match_candidates
-from ..yolo_rescore import BOX_MARGIN_MM, CROP_VOXELS, UPSCALE
+from ..yolo_rescore import AXIAL, BOX_MARGIN_MM, CROP_VOXELS, ORTHOGONAL, UPSCALE
 
 MIN_BOX_MM = 4.0
 
@@ -29,16 +29,19 @@ Ranker = Callable[[np.ndarray, np.ndarray], np.ndarray]
 class ScanExamples:
     cubes: np.ndarray  # (N, P, P, P) float32
     cube_labels: np.ndarray  # (N,) 1 = microbleed
-    crops: np.ndarray  # (M, S, S, 3) uint8 axial crops
+    crops: np.ndarray  # (M, S, S, 3) uint8 crops (axial slices, or orthogonal planes)
     boxes: list[np.ndarray]  # per crop (B, 4) normalised cx, cy, w, h of microbleeds
+    views: str = AXIAL
 
 
 def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cmb_diam: np.ndarray,
                   rng: np.random.Generator, hard_negatives: int = 50, random_negatives: int = 50,
-                  crop_negatives: int = 40, jitter_px: int = 8, ranker: Ranker | None = None) -> ScanExamples:
+                  crop_negatives: int = 40, jitter_px: int = 8, ranker: Ranker | None = None,
+                  views: str = AXIAL) -> ScanExamples:
     """Examples of one scan: cubes on every matched candidate, on each true microbleed (jittered)
-    and on the hardest plus some random unmatched candidates; axial crops around the positives
-    and the first ``crop_negatives`` negatives, with the microbleeds' boxes.
+    and on the hardest plus some random unmatched candidates; YOLO crops (``views``: axial slices
+    shifted up to ``jitter_px`` in-plane, or the three orthogonal planes through the point) around
+    the positives and the first ``crop_negatives`` negatives, with the microbleeds' boxes.
 
     Hardest means the strongest blobs, or, with ``ranker(image, kji) -> scores`` (e.g. the current
     CNN), the mimics that model scores highest: hard-negative mining."""
@@ -65,13 +68,20 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     cubes = extract_patches(pre.image, cube_points, PATCH_SIZE)
 
     crop_points = cube_points[:len(positives) + len(jittered) + crop_negatives]
+    spacing = float(pre.geometry.spacing[0])
+    if views == ORTHOGONAL:  # one crop per point instead of an in-plane shift: two more per microbleed
+        more = [np.clip(cmb_kji + rng.integers(-1, 2, size=cmb_kji.shape), 0, np.asarray(pre.image.shape) - 1)
+                for _ in range(2)]
+        crop_points = np.concatenate([crop_points, np.round(np.concatenate(more)).astype(int)])
+        crops = extract_orthogonal_crops(pre.image, crop_points, CROP_VOXELS, upscale=UPSCALE)
+        boxes = [_boxes_in_planes(c, cmb_kji, cmb_diam / spacing) for c in crop_points]
+        return ScanExamples(cubes, labels.astype(np.float32), crops, boxes, views)
     shift = rng.integers(-jitter_px, jitter_px + 1, size=(len(crop_points), 3))
     shift[:, 0] = 0
     crop_centres = np.clip(crop_points + shift, 0, np.asarray(pre.image.shape) - 1)
     crops = extract_axial_crops(pre.image, crop_centres, CROP_VOXELS, offsets=(0,), upscale=UPSCALE)[:, 0]
-    spacing = float(pre.geometry.spacing[0])
     boxes = [_boxes_in_crop(c, cmb_kji, cmb_diam / spacing) for c in crop_centres]
-    return ScanExamples(cubes, labels.astype(np.float32), crops, boxes)
+    return ScanExamples(cubes, labels.astype(np.float32), crops, boxes, views)
 
 
 def _boxes_in_crop(centre_kji: np.ndarray, cmb_kji: np.ndarray, cmb_diam_px: np.ndarray) -> np.ndarray:
@@ -89,3 +99,11 @@ def _boxes_in_crop(centre_kji: np.ndarray, cmb_kji: np.ndarray, cmb_diam_px: np.
         if 0 <= cx < CROP_VOXELS and 0 <= cy < CROP_VOXELS:
             rows.append([cx / CROP_VOXELS, cy / CROP_VOXELS, size / CROP_VOXELS, size / CROP_VOXELS])
     return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+
+
+def _boxes_in_planes(centre_kji: np.ndarray, cmb_kji: np.ndarray, cmb_diam_px: np.ndarray) -> np.ndarray:
+    """Boxes of an orthogonal-plane crop: microbleeds that all three planes cut (so they are a dot
+    in every channel), framed at their axial position like :func:`_boxes_in_crop`."""
+    offsets = np.abs(np.asarray(cmb_kji, float).reshape(-1, 3) - centre_kji)
+    cut = np.all(offsets <= np.asarray(cmb_diam_px, float)[:, None] / 2, axis=1)
+    return _boxes_in_crop(centre_kji, cmb_kji[cut], cmb_diam_px[cut])

@@ -1,9 +1,10 @@
 """Train the YOLO rescoring model (ultralytics, built from ``yolov8n.yaml``, no download) on the
-axial crops of :mod:`.dataset`."""
+crops of :mod:`.dataset` (axial or orthogonal views; the views are written beside the weights)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -12,7 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from ..config import MODELS_DIR
-from ..yolo_rescore import IMAGE_SIZE, YOLO_WEIGHTS
+from ..errors import CMBDetectorError
+from ..yolo_rescore import AXIAL, IMAGE_SIZE, YOLO_WEIGHTS, views_file
+
+
+def dataset_views(data: list[Path]) -> str:
+    """The one kind of crop the example files hold (files without the key hold axial crops)."""
+    views = {}
+    for path in data:
+        with np.load(path) as part:
+            views[path] = str(part["views"]) if "views" in part.files else AXIAL
+    if len(set(views.values())) > 1:
+        listed = ", ".join(f"{Path(p).name}: {v}" for p, v in views.items())
+        raise CMBDetectorError(f"the example files hold crops of different views ({listed}); "
+                               "train on files built with the same --views")
+    return next(iter(views.values()))
 
 
 def write_yolo_dataset(data: list[Path], root: Path, seed: int = 0, val_fraction: float = 0.15) -> Path:
@@ -41,7 +56,9 @@ def write_yolo_dataset(data: list[Path], root: Path, seed: int = 0, val_fraction
 
 def train(data: list[Path], out: Path, epochs: int = 20, seed: int = 0, device: str = "cpu", batch: int = 64,
           init: Path | None = None) -> Path:
-    """Train from ``yolov8n.yaml`` (random weights), or fine-tune the checkpoint ``init``."""
+    """Train from ``yolov8n.yaml`` (random weights), or fine-tune the checkpoint ``init``; the
+    views of the crops go to the JSON beside ``out``."""
+    views = dataset_views(data)
     os.environ["YOLO_OFFLINE"] = "1"
     from ultralytics import YOLO
 
@@ -56,7 +73,8 @@ def train(data: list[Path], out: Path, epochs: int = 20, seed: int = 0, device: 
         best = Path(tmp) / "runs" / "cmb" / "weights" / "best.pt"
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, out)
-    print(f"[yolo] saved {out}", flush=True)
+    views_file(out).write_text(json.dumps({"views": views}) + "\n")
+    print(f"[yolo] saved {out} ({views} views)", flush=True)
     return out
 
 
@@ -69,7 +87,10 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init", type=Path, help="checkpoint to fine-tune from")
     args = parser.parse_args(argv)
-    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init)
+    try:
+        train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init)
+    except CMBDetectorError as error:
+        parser.exit(2, f"train_yolo: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -195,3 +195,11 @@ def test_training_examples_label_matches_and_mine_hard_negatives():
     assert seen and seen[0] >= 2
     assert mined.cube_labels[-1] == 0 and strongest.cube_labels[-1] == 0
     assert not np.array_equal(mined.cubes[-1], strongest.cubes[-1])
+
+    ortho = scan_examples(image, g, cmb_ras, np.array([4.0]), np.random.default_rng(0), hard_negatives=3,
+                          random_negatives=0, crop_negatives=1, views="orthogonal")
+    positives = int(ortho.cube_labels.sum())
+    assert ortho.views == "orthogonal" and len(ortho.crops) == len(ortho.boxes) == positives + 2 + 1
+    assert np.array_equal(ortho.cubes, plain.cubes)  # the views change the crops, not the CNN cubes
+    # positives, the negative, then two more jittered centres: a box on each but the negative
+    assert [len(b) for b in ortho.boxes] == [1] * positives + [0, 1, 1]

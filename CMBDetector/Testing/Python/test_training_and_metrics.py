@@ -90,7 +90,7 @@ def test_subject_metrics():
 def test_train_yolo_fine_tunes_from_the_given_checkpoint(tmp_path):
     from CMBDetectorLib.config import MODELS_DIR
     from CMBDetectorLib.training.train_yolo import train as train_yolo
-    from CMBDetectorLib.yolo_rescore import IMAGE_SIZE, YOLO_WEIGHTS
+    from CMBDetectorLib.yolo_rescore import IMAGE_SIZE, YOLO_WEIGHTS, read_views, views_file
 
     rng = np.random.default_rng(0)
     crops = np.full((8, IMAGE_SIZE, IMAGE_SIZE, 3), 128, np.uint8)
@@ -107,6 +107,7 @@ def test_train_yolo_fine_tunes_from_the_given_checkpoint(tmp_path):
 
     # One short epoch moves the shipped weights by < 0.01; a restart from yolov8n.yaml is ~1 away.
     assert (weights(MODELS_DIR / YOLO_WEIGHTS) - weights(out)).abs().max() < 0.05
+    assert read_views(out) == "axial" and views_file(out).is_file()  # crops without the key are axial
 
 
 @pytest.mark.parametrize("args, why", [(["--validation", "--stress"], "use --wide"),
