@@ -31,9 +31,7 @@ def extract_axial_crops(image: np.ndarray, kji: np.ndarray, size: int, offsets=(
         for m, off in enumerate(offsets):
             kk = k + off + base
             out[n, m] = np.moveaxis(padded[kk - 1:kk + 2, j:j + size, i:i + size], 0, -1)
-    if upscale > 1:
-        out = ndimage.zoom(out, (1, 1, upscale, upscale, 1), order=1, grid_mode=True, mode="nearest")
-    return to_uint8(out)
+    return to_uint8(_enlarge(out, upscale))
 
 
 def extract_orthogonal_crops(image: np.ndarray, kji: np.ndarray, size: int, upscale: int = 1) -> np.ndarray:
@@ -48,9 +46,15 @@ def extract_orthogonal_crops(image: np.ndarray, kji: np.ndarray, size: int, upsc
         out[n, ..., 0] = cube[half]
         out[n, ..., 1] = cube[:, half]
         out[n, ..., 2] = cube[:, :, half]
-    if upscale > 1:
-        out = ndimage.zoom(out, (1, upscale, upscale, 1), order=1, grid_mode=True, mode="nearest")
-    return to_uint8(out)
+    return to_uint8(_enlarge(out, upscale))
+
+
+def _enlarge(crops: np.ndarray, upscale: int) -> np.ndarray:
+    """Bilinear enlargement of the two image axes (the two before the channel axis)."""
+    if upscale <= 1:
+        return crops
+    factors = (1,) * (crops.ndim - 3) + (upscale, upscale, 1)
+    return ndimage.zoom(crops, factors, order=1, grid_mode=True, mode="nearest")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

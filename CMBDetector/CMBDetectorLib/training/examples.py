@@ -61,8 +61,7 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     negatives = np.concatenate([unmatched[:hard_negatives],
                                 rng.choice(rest, size=min(random_negatives, len(rest)), replace=False)])
     positives = np.flatnonzero(hit >= 0)
-    jittered = np.round(cmb_kji + rng.integers(-1, 2, size=cmb_kji.shape)).astype(int)
-    jittered = np.clip(jittered, 0, np.asarray(pre.image.shape) - 1)
+    jittered = _jittered(cmb_kji, pre.image.shape, rng)
     cube_points = np.concatenate([cands.kji[positives], jittered, cands.kji[negatives]])
     labels = np.concatenate([np.ones(len(positives) + len(jittered)), np.zeros(len(negatives))])
     cubes = extract_patches(pre.image, cube_points, PATCH_SIZE)
@@ -70,9 +69,8 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     crop_points = cube_points[:len(positives) + len(jittered) + crop_negatives]
     spacing = float(pre.geometry.spacing[0])
     if views == ORTHOGONAL:  # one crop per point instead of an in-plane shift: two more per microbleed
-        more = [np.clip(cmb_kji + rng.integers(-1, 2, size=cmb_kji.shape), 0, np.asarray(pre.image.shape) - 1)
-                for _ in range(2)]
-        crop_points = np.concatenate([crop_points, np.round(np.concatenate(more)).astype(int)])
+        more = [_jittered(cmb_kji, pre.image.shape, rng) for _ in range(2)]
+        crop_points = np.concatenate([crop_points, *more])
         crops = extract_orthogonal_crops(pre.image, crop_points, CROP_VOXELS, upscale=UPSCALE)
         boxes = [_boxes_in_planes(c, cmb_kji, cmb_diam / spacing) for c in crop_points]
         return ScanExamples(cubes, labels.astype(np.float32), crops, boxes, views)
@@ -82,6 +80,11 @@ def scan_examples(array: np.ndarray, geometry: Geometry, cmb_ras: np.ndarray, cm
     crops = extract_axial_crops(pre.image, crop_centres, CROP_VOXELS, offsets=(0,), upscale=UPSCALE)[:, 0]
     boxes = [_boxes_in_crop(c, cmb_kji, cmb_diam / spacing) for c in crop_centres]
     return ScanExamples(cubes, labels.astype(np.float32), crops, boxes, views)
+
+
+def _jittered(kji: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Voxels within ±1 of each (sub-voxel) point, kept inside the volume."""
+    return np.clip(np.round(kji + rng.integers(-1, 2, size=kji.shape)).astype(int), 0, np.asarray(shape) - 1)
 
 
 def _boxes_in_crop(centre_kji: np.ndarray, cmb_kji: np.ndarray, cmb_diam_px: np.ndarray) -> np.ndarray:
