@@ -96,21 +96,22 @@ def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
         return run_profile(*write_profile_scan(Path(tmp), with_phase), device, models_dir)
 
 
-def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False, wide: bool = False):
+def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False, wide: bool = False,
+                 mid_slices: bool = False):
     """Outcome, protocol and location figures (None for the stress set) of the n-th held-out (or
-    stress) scan, drawn with the engine's WIDE randomisation when ``wide`` (one worker process,
-    one torch thread)."""
+    stress) scan, drawn with the engine's WIDE randomisation when ``wide`` and as a 3D SWI with
+    2.2-3.8 mm slices when ``mid_slices`` (one worker process, one torch thread)."""
     import SimpleITK as sitk
     import torch
 
     torch.set_num_threads(1)
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(LOCATION_THREADS)
-    scan = stress_scan(n, seed0) if stress else test_scan(n, seed0, WIDE if wide else None)
+    scan = stress_scan(n, seed0) if stress else test_scan(n, seed0, WIDE if wide else None, mid_slices)
     return evaluate_scan(scan, config), scan.protocol, None if stress else evaluate_location(scan)
 
 
 def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False,
-                 wide: bool = False, first: int = 0):
+                 wide: bool = False, first: int = 0, mid_slices: bool = False):
     """Outcomes and location figures of ``n_scans`` scans from the ``first``-th after ``seed0``, and
     how many are 1.5 T 2D GRE."""
     outcomes, locations, n_gre = [], [], 0
@@ -118,7 +119,7 @@ def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int,
     name = "stress" if stress else "benchmark"
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, (outcome, protocol, located) in enumerate(pool.map(
-                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide),
+                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide, mid_slices=mid_slices),
                 range(first, first + n_scans))):
             n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
             outcomes.append(outcome)
@@ -353,6 +354,9 @@ def main(argv=None):
     parser.add_argument("--wide", action="store_true",
                         help="draw the held-out scans with the engine's WIDE randomisation (the widened training "
                              "family; the stress set stays outside it)")
+    parser.add_argument("--mid-slices", action="store_true",
+                        help="with --validation: every held-out scan a 3D SWI with 2.2-3.8 mm slices, between "
+                             "the trained regimes (1-2 mm 3D SWI, 4-5 mm 2D GRE)")
     parser.add_argument("--first", type=int, default=0,
                         help="with --validation: start at this validation scan (a fresh block for a second look)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, Markdown and plot go")
@@ -365,9 +369,12 @@ def main(argv=None):
     if args.validation and args.stress:
         parser.error("--stress reports the stress test seeds: not with --validation (use --wide to validate on "
                      "the widened family)")
+    if args.mid_slices and not args.validation:
+        parser.error("--mid-slices draws validation scans for a choice: use it with --validation")
     if args.first and not args.validation:
         parser.error("--first picks a block of validation scans: the test seeds are reported from the first one")
-    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide, first=args.first)
+    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide, first=args.first,
+                                              mid_slices=args.mid_slices)
     stress = evaluate_set(args.n, STRESS_SEED0, config, args.workers, stress=True)[0] if args.stress else None
     import torch
 
@@ -378,7 +385,7 @@ def main(argv=None):
     results = {
         **final_rows(outcomes, thresholds),  # first: the keys below (all variants' FROC) take precedence
         "seeds": ("validation" if args.validation else "test") + (f" from scan {args.first}" if args.first else "")
-                 + (", WIDE randomisation" if args.wide else ""),
+                 + (", WIDE randomisation" if args.wide else "") + (", 2.2-3.8 mm 3D slices" if args.mid_slices else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,

@@ -50,15 +50,20 @@ class ScanOutcome:
         return scores[keep], match_detections(ras[keep], scores[keep], self.gt_ras, self.gt_diam)
 
 
-def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None):
+def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, mid_slices: bool = False):
     """The n-th held-out synthetic scan (``seed0`` = VALIDATION_SEED0 for threshold tuning);
-    ``randomisation`` (default: the engine's OFF) widens the engine (:mod:`..synth.randomisation`)."""
+    ``randomisation`` (default: the engine's OFF) widens the engine (:mod:`..synth.randomisation`);
+    ``mid_slices`` makes every scan a 3D SWI with slices between the trained regimes."""
     from ..synth import generate_scan, sample_protocol
+    from ..synth.acquisition import sample_mid_slice_protocol
     from ..synth.randomisation import OFF
 
     seed = seed0 + n
     rng = np.random.default_rng(seed)
-    protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5) if n % 4 == 3 else None
+    if mid_slices:
+        protocol = sample_mid_slice_protocol(rng)
+    else:
+        protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5) if n % 4 == 3 else None
     return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF)
 
 

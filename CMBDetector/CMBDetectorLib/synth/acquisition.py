@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -96,6 +96,24 @@ STRESS_FAMILY = (  # B0 (T), TE range (ms), slice range (mm): outside every trai
     (7.0, (8.0, 12.0), (2.5, 3.0)),
     (3.0, (45.0, 55.0), (2.5, 3.0)),
 )
+
+
+MID_SLICES_MM = (2.2, 3.8)  # between the two trained regimes (validation draws only)
+
+
+def with_slices(protocol: AcquisitionProtocol, slice_mm: float) -> AcquisitionProtocol:
+    """The same protocol with another slice thickness, covering the same extent along k."""
+    old = protocol.spacing_mm[2]
+    shape = protocol.grid_shape()
+    n_k = max(1, int(round(shape[2] * old / slice_mm)))
+    return replace(protocol, spacing_mm=(*protocol.spacing_mm[:2], float(slice_mm)), shape=(*shape[:2], n_k))
+
+
+def sample_mid_slice_protocol(rng: np.random.Generator) -> AcquisitionProtocol:
+    """A 3D SWI protocol at the training fields and TEs with slices between the trained regimes
+    (``MID_SLICES_MM``): a validation draw for slice thicknesses no model was trained on."""
+    slice_mm = round(float(rng.uniform(*MID_SLICES_MM)), 1)
+    return with_slices(sample_protocol(rng, kind="swi3d"), slice_mm)
 
 
 def in_training_ranges(protocol: AcquisitionProtocol) -> bool:

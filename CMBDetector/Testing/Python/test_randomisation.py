@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from CMBDetectorLib.synth import AcquisitionProtocol, generate_scan, sample_protocol
-from CMBDetectorLib.synth.acquisition import (FIELDS, TRAINING_SLICES_MM, TRAINING_TE_MS, bias_field,
-                                              in_training_ranges, sample_stress_protocol)
+from CMBDetectorLib.synth.acquisition import (FIELDS, MID_SLICES_MM, TRAINING_SLICES_MM, TRAINING_TE_MS, bias_field,
+                                              in_training_ranges, sample_mid_slice_protocol, sample_stress_protocol,
+                                              with_slices)
 from CMBDetectorLib.synth.anatomy import load_atlas
 from CMBDetectorLib.synth.objects import sample_cmbs
 from CMBDetectorLib.synth.randomisation import (OFF, STRESS, WIDE, Randomisation, atrophy_fractions,
@@ -112,6 +113,19 @@ def test_training_seeds_never_draw_a_stress_protocol():
         assert in_training_ranges(sample_protocol(np.random.default_rng(seed).spawn(1)[0]))
     assert WIDE != STRESS and STRESS.medullary_density[0] >= WIDE.medullary_density[1]
     assert replace(OFF) == Randomisation()
+
+
+def test_mid_slice_validation_protocols_lie_between_the_trained_regimes():
+    rng = np.random.default_rng(0)
+    for p in (sample_mid_slice_protocol(rng) for _ in range(100)):
+        assert p.kind == "swi3d" and p.field_strength_t in FIELDS and TRAINING_TE_MS[0] <= p.te_ms <= TRAINING_TE_MS[1]
+        assert TRAINING_SLICES_MM["swi3d"][1] < MID_SLICES_MM[0] <= p.spacing_mm[2] <= MID_SLICES_MM[1]
+        assert MID_SLICES_MM[1] < TRAINING_SLICES_MM["gre2d"][0] and not in_training_ranges(p)
+    thin = sample_protocol(np.random.default_rng(1), kind="swi3d")
+    thick = with_slices(thin, 3.0)
+    extent = [n * s for n, s in zip(thin.grid_shape(), thin.spacing_mm)]
+    assert thick.spacing_mm[:2] == thin.spacing_mm[:2] and thick.grid_shape()[:2] == thin.grid_shape()[:2]
+    assert abs(thick.grid_shape()[2] * 3.0 - extent[2]) <= 1.5  # the same coverage along k, in fewer slices
 
 
 def test_wide_training_recipe_reaches_the_engine(monkeypatch):

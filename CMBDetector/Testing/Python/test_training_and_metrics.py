@@ -111,7 +111,8 @@ def test_train_yolo_fine_tunes_from_the_given_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("args, why", [(["--validation", "--stress"], "use --wide"),
-                                       (["--first", "12"], "reported from the first one")])
+                                       (["--first", "12"], "reported from the first one"),
+                                       (["--mid-slices"], "use it with --validation")])
 def test_benchmark_keeps_test_seeds_apart_from_choosing(args, why):
     """The stress seeds never enter validation, and the test seeds cannot be re-rolled by block."""
     import subprocess
