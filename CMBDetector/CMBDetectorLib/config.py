@@ -36,8 +36,7 @@ def preset_threshold(sensitivity: str, with_phase: bool) -> float:
 class DetectorConfig:
     """How to run :func:`CMBDetectorLib.pipeline.detect`.
 
-    modality: "auto" (judged from the slice thickness: :func:`.preprocessing.thick_slice_input`),
-    "swi" or "gre"; device: "auto", "cpu" or "cuda";
+    modality: "auto", "swi" or "gre"; device: "auto", "cpu" or "cuda";
     sensitivity: "high", "balanced" or "specific" preset; threshold: final score in [0, 1] a
     detection must reach (None: the preset's, which depends on whether a phase image is given);
     use_yolo: run the YOLO rescoring stage;

@@ -1,8 +1,7 @@
 """Learned fusion of the CNN and YOLO scores (and the phase evidence) into the final score.
 
-A logistic regression over the two models' logits and a thick-slice input (the models' scores
-mean different things on 4-5 mm 2D GRE than on thin 3D SWI; 0 and 1 there, graded between by
-:func:`..preprocessing.thick_slice_input`), fitted on synthetic scans
+A logistic regression over the two models' logits and a thick-slice indicator (the models'
+scores mean different things on 4-5 mm 2D GRE than on thin 3D SWI), fitted on synthetic scans
 neither model was trained on (:mod:`.training.train_fusion`). When a phase image is given a
 second model adds the paramagnetic score of :mod:`.phase`. Without the YOLO stage two more
 models, fitted on the same rows without its column, do the same from the CNN alone. The output
@@ -48,7 +47,7 @@ def without_yolo(x: np.ndarray) -> np.ndarray:
     return np.delete(np.asarray(x), FEATURES.index("yolo_logit"), axis=1)
 
 
-def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray | None, thick_slices: float,
+def fusion_inputs(cnn: np.ndarray, yolo: np.ndarray | None, thick_slices: bool,
                   paramagnetic: np.ndarray | None = None) -> np.ndarray:
     """(N, len(FEATURES)) design matrix, plus the paramagnetic score column when given;
     a missing (NaN) YOLO score counts as 0; ``yolo`` None (the stage did not run) leaves its

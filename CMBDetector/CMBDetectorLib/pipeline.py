@@ -118,7 +118,7 @@ def fusion_rows(scored: ScoredCandidates, use_phase: bool = True,
     look = np.flatnonzero(scored.cnn >= CNN_GATE)
     phase = scored.paramagnetic[look] if use_phase and scored.paramagnetic is not None else None
     yolo = scored.yolo[look] if use_yolo and scored.yolo is not None else None
-    return look, fusion_inputs(scored.cnn[look], yolo, scored.pre.thick_slices, phase)
+    return look, fusion_inputs(scored.cnn[look], yolo, scored.pre.modality == "gre", phase)
 
 
 def final_scores(scored: ScoredCandidates, models_dir, use_phase: bool = True,

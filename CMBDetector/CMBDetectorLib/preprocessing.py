@@ -30,7 +30,7 @@ class Preprocessed:
     image: np.ndarray  # float32 [k, j, i], normalised: median brain intensity = 1
     mask: np.ndarray  # bool [k, j, i] brain mask
     geometry: Geometry  # working-space IJK -> RAS (axis aligned, isotropic)
-    thick_slices: float  # the fusion's thick-slice input (:func:`thick_slice_input`)
+    modality: str  # "swi" or "gre"
 
 
 def canonical_geometry(geometry: Geometry, shape_kji, spacing: float = WORK_SPACING_MM) -> tuple[Geometry, tuple]:
@@ -134,17 +134,9 @@ def normalise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.clip(image / median, 0.0, 4.0).astype(np.float32)
 
 
-THIN_SLICES_MM, THICK_SLICES_MM = 2.0, 4.0  # the trained regimes: 1-2 mm 3D SWI, 4-5 mm 2D GRE
-
-
-def thick_slice_input(geometry: Geometry, modality: str = "auto") -> float:
-    """How thick the slices are for the score fusion: 0 up to 2 mm (3D SWI), 1 from 4 mm (2D GRE),
-    linear between, so a 2.5-3.5 mm scan lies between the two regimes the models were trained on
-    rather than on either side of a step; ``modality`` "swi" or "gre" fixes it at 0 or 1."""
-    if modality != "auto":
-        return float(modality == "gre")
-    slice_mm = float(geometry.spacing.max())
-    return float(np.clip((slice_mm - THIN_SLICES_MM) / (THICK_SLICES_MM - THIN_SLICES_MM), 0.0, 1.0))
+def guess_modality(geometry: Geometry) -> str:
+    """Thick slices (> 3 mm) are 2D T2*-GRE, anything finer is treated as 3D SWI."""
+    return "gre" if float(geometry.spacing.max()) > 3.0 else "swi"
 
 
 def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None,
@@ -163,7 +155,8 @@ def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = 
     image, brain, work = crop_to(image, brain, work)
     image = bias_correct(image, brain, work)
     progress(0.95)
-    return Preprocessed(normalise(image, brain), brain, work, thick_slice_input(geometry, modality))
+    return Preprocessed(normalise(image, brain), brain, work,
+                        guess_modality(geometry) if modality == "auto" else modality)
 
 
 def crop_to(image: np.ndarray, mask: np.ndarray, geometry: Geometry, margin: int = 12):

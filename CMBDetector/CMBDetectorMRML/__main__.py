@@ -39,8 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, help="final score a detection must reach, 0-1 (overrides --sensitivity)")
     parser.add_argument("--no-yolo", action="store_true", help="skip the YOLO rescoring stage")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--modality", choices=("auto", "swi", "gre"), default="auto",
-                        help="auto: judged from the slice thickness (<= 2 mm SWI, >= 4 mm GRE, graded between)")
+    parser.add_argument("--modality", choices=("auto", "swi", "gre"), default="auto")
     parser.add_argument("--phase", type=Path, help="phase image of a single INPUT scan (default: X_phase beside it)")
     parser.add_argument("--phase-convention", choices=CONVENTIONS, default=CONVENTIONS[0],
                         help="right-handed: paramagnetic tissue (veins, bleeds) has negative phase (default)")

@@ -145,39 +145,3 @@ def test_train_fusion_on_an_annotated_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:  # the command line says so in one line
         train_fusion_main(["--synthetic", "1", "--out-dir", str(tmp_path), "--rows", str(tmp_path / "rows.npz")])
     assert stop.value.code == 2 and "other sources" in capsys.readouterr().err
-
-
-def test_thick_slice_input_is_the_old_step_on_every_trained_protocol_and_graded_between():
-    """0 / 1 on every protocol the models and the fusion were fitted on (so their scores are the
-    same as with the step at 3 mm), linear between the regimes, fixed by an explicit modality."""
-    from CMBDetectorLib.geometry import Geometry
-    from CMBDetectorLib.preprocessing import thick_slice_input
-    from CMBDetectorLib.synth import sample_protocol
-
-    def geometry(spacing):
-        return Geometry.from_parts(spacing=spacing, origin=(0, 0, 0))
-
-    for seed in range(300):
-        rng = np.random.default_rng(seed)
-        for p in (sample_protocol(rng), sample_protocol(rng, kind="gre2d", field_strength_t=1.5)):
-            assert thick_slice_input(geometry(p.spacing_mm)) == float(p.kind == "gre2d")
-    graded = [thick_slice_input(geometry((0.9, 0.9, s))) for s in (2.0, 2.5, 3.0, 3.5, 4.0)]
-    assert graded == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
-    assert thick_slice_input(geometry((3.0, 0.9, 0.9))) == 0.5  # slices along any axis
-    assert thick_slice_input(geometry((0.9, 0.9, 3.0)), "swi") == 0.0
-    assert thick_slice_input(geometry((0.9, 0.9, 1.0)), "gre") == 1.0
-
-
-def test_shipped_fusions_put_a_3_mm_scan_halfway_between_the_slice_regimes():
-    """A 3 mm scan's final logit lies halfway between the thin- and thick-slice logits of the same
-    candidate, for every shipped fusion (no jump at a thickness no model was trained on)."""
-    cnn, yolo, para = np.array([0.3, 0.7, 0.95]), np.array([0.2, 0.6, 0.9]), np.array([0.2, 0.5, 0.8])
-    for with_phase in (False, True):
-        for with_yolo in (True, False):
-            fusion = ScoreFusion.load(MODELS_DIR, with_phase, with_yolo)
-            thin, middle, thick = (fusion.score(fusion_inputs(cnn, yolo if with_yolo else None, t,
-                                                              para if with_phase else None)).astype(float)
-                                   for t in (0.0, 0.5, 1.0))
-            logit = lambda p: np.log(p / (1 - p))  # noqa: E731
-            assert not np.allclose(thin, thick)
-            np.testing.assert_allclose(logit(middle), (logit(thin) + logit(thick)) / 2, atol=1e-4)

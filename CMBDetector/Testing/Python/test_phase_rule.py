@@ -11,17 +11,17 @@ from CMBDetectorLib.pipeline import final_scores
 LOWEST_PRESET = min(*SENSITIVITY_PRESETS.values(), *PHASE_SENSITIVITY_PRESETS.values())
 
 
-def _scored(cnn, paramagnetic, yolo=0.5, thick_slices=0.0):
+def _scored(cnn, paramagnetic, yolo=0.5, modality="swi"):
     cnn = np.asarray(cnn, np.float32)
     return SimpleNamespace(cnn=cnn, yolo=np.full(len(cnn), yolo, np.float32),
                            paramagnetic=np.asarray(paramagnetic, np.float32), candidates=np.zeros(len(cnn)),
-                           pre=SimpleNamespace(thick_slices=thick_slices))
+                           pre=SimpleNamespace(modality=modality))
 
 
 def test_confident_cnn_cannot_keep_a_diamagnetic_dot_with_the_shipped_models():
-    for thick_slices in (0.0, 0.5, 1.0):
+    for modality in ("swi", "gre"):
         for yolo in (0.1, 0.9):
-            scored = _scored([0.999, 0.999], [-0.8, 0.6], yolo, thick_slices)
+            scored = _scored([0.999, 0.999], [-0.8, 0.6], yolo, modality)
             final = final_scores(scored, MODELS_DIR)
             assert final[0] < LOWEST_PRESET  # calcification: confident CNN, strongly diamagnetic dipole
             unbounded = final_scores(scored, MODELS_DIR, rule=PhaseRule(-np.inf, True))

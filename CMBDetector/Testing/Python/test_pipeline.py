@@ -139,13 +139,13 @@ def test_wrong_phase_convention_turns_the_microbleeds_diamagnetic():
 
 def test_without_yolo_the_cnn_only_fusion_scores_and_still_finds_the_microbleeds():
     from CMBDetectorLib.fusion import ScoreFusion, fusion_inputs
-    from CMBDetectorLib.preprocessing import thick_slice_input
+    from CMBDetectorLib.preprocessing import guess_modality
 
     result, stages = sample_result(use_yolo=False)
     names = {s for s, _ in stages}
     assert "YOLO rescoring" not in names and "Score fusion" in names
     fusion = ScoreFusion.load(MODULE_DIR / "Resources" / "Models", with_yolo=False)
-    thick = thick_slice_input(sample()[1])
+    thick = guess_modality(sample()[1]) == "gre"
     for d in result.detections:
         assert d.yolo_score is None and d.cnn_score >= 0.15  # the same CNN gate as with YOLO
         expected = fusion.score(fusion_inputs(np.array([d.cnn_score]), None, thick))[0]
