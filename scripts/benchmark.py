@@ -43,6 +43,7 @@ from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
+from CMBDetectorLib.synth.acquisition import MID_SLICES_MM  # noqa: E402
 from CMBDetectorLib.synth.randomisation import WIDE  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
@@ -54,6 +55,7 @@ FINAL = {"fused": "magnitude only", "fused+phase": "magnitude + phase"}
 NO_YOLO = {"fused-noyolo": "magnitude only, no YOLO stage", "fused+phase-noyolo": "magnitude + phase, no YOLO stage"}
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the issue's "2 cores")
+MID_SLICES = "{}-{} mm slices".format(*MID_SLICES_MM)  # the --mid-slices validation draw
 
 
 def profile_scan_data():
@@ -100,7 +102,7 @@ def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = Fals
                  mid_slices: bool = False):
     """Outcome, protocol and location figures (None for the stress set) of the n-th held-out (or
     stress) scan, drawn with the engine's WIDE randomisation when ``wide`` and as a 3D SWI with
-    2.2-3.8 mm slices when ``mid_slices`` (one worker process, one torch thread)."""
+    ``MID_SLICES_MM`` slices when ``mid_slices`` (one worker process, one torch thread)."""
     import SimpleITK as sitk
     import torch
 
@@ -355,7 +357,7 @@ def main(argv=None):
                         help="draw the held-out scans with the engine's WIDE randomisation (the widened training "
                              "family; the stress set stays outside it)")
     parser.add_argument("--mid-slices", action="store_true",
-                        help="with --validation: every held-out scan a 3D SWI with 2.2-3.8 mm slices, between "
+                        help=f"with --validation: every held-out scan a 3D SWI with {MID_SLICES}, between "
                              "the trained regimes (1-2 mm 3D SWI, 4-5 mm 2D GRE)")
     parser.add_argument("--first", type=int, default=0,
                         help="with --validation: start at this validation scan (a fresh block for a second look)")
@@ -385,7 +387,7 @@ def main(argv=None):
     results = {
         **final_rows(outcomes, thresholds),  # first: the keys below (all variants' FROC) take precedence
         "seeds": ("validation" if args.validation else "test") + (f" from scan {args.first}" if args.first else "")
-                 + (", WIDE randomisation" if args.wide else "") + (", 2.2-3.8 mm 3D slices" if args.mid_slices else ""),
+                 + (", WIDE randomisation" if args.wide else "") + (f", 3D {MID_SLICES}" if args.mid_slices else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,
