@@ -37,7 +37,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
     FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
-    found_by_size, froc, rule_variant, stress_scan, summarise, test_scan)
+    found_by_size, froc, rule_variant, stress_family, stress_scan, summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
@@ -109,7 +109,10 @@ def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = Fals
     torch.set_num_threads(1)
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(LOCATION_THREADS)
     scan = stress_scan(n, seed0) if stress else test_scan(n, seed0, WIDE if wide else None, mid_slices)
-    return evaluate_scan(scan, config), scan.protocol, None if stress else evaluate_location(scan)
+    outcome = evaluate_scan(scan, config)
+    if stress:
+        outcome.protocol = stress_family(scan.protocol)
+    return outcome, scan.protocol, None if stress else evaluate_location(scan)
 
 
 def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False,
@@ -158,7 +161,26 @@ def final_rows(outcomes: list, thresholds: dict) -> dict:
             "by_size": {key: found_by_size(outcomes, key, thresholds[key]) for key in FINAL},
             "froc": {key: froc(outcomes, key) for key in (*FINAL, *NO_YOLO)},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
-            "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL}}
+            "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL},
+            "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, thresholds[key])}
+                                for kind in sorted({o.protocol for o in outcomes}, key=protocol_order)
+                                if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL}}
+
+
+def protocol_order(kind: str) -> tuple:
+    """3D SWI before 2D GRE; the stress families by field strength."""
+    return ({"3D SWI": 0, "2D GRE": 1}.get(kind, 2), kind)
+
+
+def protocol_lines(res: dict, prefix: str) -> list[str]:
+    """The final pipeline per protocol (or stress family), default thresholds; a paragraph each."""
+    lines = []
+    for key, inputs in FINAL.items():
+        lines += ["", f"Final pipeline ({prefix}{inputs}) by protocol, default threshold: " + "; ".join(
+            f"{kind}: {row['n_scans']} scans, {row['lesion']['n_lesions']} microbleeds, sensitivity "
+            f"{fmt(row['lesion']['sensitivity'])} at {row['lesion']['fp_per_scan']:.2f} FP/scan"
+            for kind, row in res["protocols"][key].items()) + "."]
+    return lines
 
 
 def rule_sweep(outcomes: list) -> str:
@@ -222,6 +244,7 @@ def stress_report(results: dict) -> str:
                  for res in sets.values()]
         lines.append(f"| {name} | " + " | ".join(f"{fmt(sens)} | {fp:.2f}" for sens, fp in cells) + " |")
     lines += size_lines(results["stress"], "stress set, ")
+    lines += protocol_lines(results["stress"], "stress set, ")
     for key, inputs in {**FINAL, **NO_YOLO}.items():
         lines.append(f"\nFROC, stress set, {inputs} (threshold: FP/scan, sensitivity): " + "; ".join(
             f"{t:.2f}: {fp:.2f}, {fmt(s)}" for t, fp, s in results["stress"]["froc"][key]))
@@ -310,11 +333,7 @@ def report(results: dict) -> str:
                          f"{fmt(les['precision'])} | {les['fp_per_scan']:.2f} | {fmt(sub['balanced_accuracy'])} | "
                          f"{fmt(sub['precision'])} | {fmt(sub['f1'])} |")
     lines += size_lines(results, "")
-    for key, inputs in FINAL.items():
-        lines += ["", f"Final pipeline ({inputs}) by protocol, default threshold: " + "; ".join(
-            f"{kind}: {row['n_scans']} scans, {row['lesion']['n_lesions']} microbleeds, sensitivity "
-            f"{fmt(row['lesion']['sensitivity'])} at {row['lesion']['fp_per_scan']:.2f} FP/scan"
-            for kind, row in results["protocols"][key].items()) + "."]
+    lines += protocol_lines(results, "")
     lines.append("")
     for key, points in results["froc"].items():
         lines.append(f"FROC, {VARIANTS[key]} (threshold: FP/scan, sensitivity): " + "; ".join(
@@ -396,9 +415,6 @@ def main(argv=None):
                       for key in FINAL},
         "presets": {key: {name: {"threshold": (t := preset_threshold(name, key == "fused+phase")),
                                  **summarise(outcomes, key, t)} for name in SENSITIVITY_PRESETS} for key in FINAL},
-        "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, thresholds[key])}
-                            for kind in ("3D SWI", "2D GRE")
-                            if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL},
         "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused-noyolo", "fused", "fused+phase-noyolo",
                                                 "fused+phase")},
         "subject_sweep": {key: [(t, summarise(outcomes, key, t)["subject"]) for t in FROC_THRESHOLDS] for key in FINAL},

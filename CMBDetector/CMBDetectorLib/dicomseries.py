@@ -19,10 +19,11 @@ import SimpleITK as sitk
 
 from .errors import CMBDetectorError
 from .geometry import Geometry, from_sitk
+from .trained_range import Acquisition, echo_time_ms
 
 IMAGE_TYPE, SERIES_UID, STUDY_UID = "0008|0008", "0020|000e", "0020|000d"
 SERIES_NUMBER, ACQUISITION_NUMBER, DESCRIPTION = "0020|0011", "0020|0012", "0008|103e"
-ECHO_NUMBERS, ECHO_TIME = "0018|0086", "0018|0081"
+ECHO_NUMBERS, ECHO_TIME, FIELD_STRENGTH = "0018|0086", "0018|0081", "0018|0087"
 ROWS, COLUMNS, PIXEL_SPACING, ORIENTATION = "0028|0010", "0028|0011", "0028|0030", "0020|0037"
 MAGNITUDE, PHASE, PROJECTION = "magnitude", "phase", "projection"
 _PROJECTION_TYPES = {"MNIP", "MIN IP", "MINIP", "MIP"}
@@ -66,6 +67,7 @@ class DicomSeries:
     echo_times: tuple[float | None, ...]
     grid: tuple
     where: str = "."  # the folder relative to the folder searched
+    field_strength_t: float | None = None
 
     @property
     def label(self) -> str:
@@ -79,6 +81,11 @@ class DicomSeries:
         number = "S" if self.series_number is None else f"S{self.series_number:03d}"
         text = "".join(c if c.isalnum() or c in "-." else "_" for c in self.description.strip())
         return f"{number}_{text}".strip("_") if text else number
+
+    def acquisition(self, echo: int | None) -> Acquisition:
+        """Field strength and the echo time of echo ``echo`` (0-based; None: the echoes' mean,
+        as they are combined) from the headers."""
+        return Acquisition(self.field_strength_t, echo_time_ms(self.echo_times, echo))
 
     def read(self) -> tuple[np.ndarray, Geometry]:
         """``[k, j, i]`` (one echo) or ``[k, j, i, echo]`` array and RAS geometry."""
@@ -167,7 +174,8 @@ def _series_in(folder: Path, root: Path) -> list[DicomSeries]:
                 acquisition_number=_number(_tag(header, ACQUISITION_NUMBER)),
                 description=_tag(header, DESCRIPTION), part=part,
                 echoes=tuple(tuple(groups[k]) for k in keys), echo_times=tuple(echo_times[k] for k in keys),
-                grid=grid, where=folder.relative_to(root).as_posix()))
+                grid=grid, where=folder.relative_to(root).as_posix(),
+                field_strength_t=_float(_tag(header, FIELD_STRENGTH))))
     return found
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from CMBDetectorLib import location
+from CMBDetectorLib import location, trained_range
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry
@@ -38,7 +38,7 @@ from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCal
 from CMBDetectorLib.regions import UNKNOWN, RegionLabel
 from CMBDetectorLib.results import DetectionResult
 
-from . import atlas_overlay, markups, outputs, readout, report_page, review_sync, runwarnings, scans, tables, volumes
+from . import acquisition_info, atlas_overlay, markups, outputs, readout, report_page, review_sync, runwarnings, scans, tables, volumes
 from .files import atomic_target, atomic_write_text, check_output_dir
 from .scans import image_files  # noqa: F401  (public name kept for callers)
 from .scene import new_scene
@@ -189,10 +189,15 @@ class CMBDetectorLogic:
                    outputTableNode=None, replace: bool = False, registration=None) -> ProcessResult:
         """Write ``result`` (detected on ``inputVolumeNode``) as pending points plus a table, as
         :meth:`process` does; on error the nodes it created are removed. ``registration``: the
-        location stage's, if it ran here (kept for the atlas overlay)."""
+        location stage's, if it ran here (kept for the atlas overlay). A scan acquired outside the
+        models' training ranges gets a warning (:mod:`CMBDetectorLib.trained_range`)."""
         scene = inputVolumeNode.GetScene()
         if scene is None:
             raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is no longer in the scene.")
+        acquisition = acquisition_info.read(inputVolumeNode, getattr(slicer, "dicomDatabase", None))
+        out_of_range = trained_range.range_warning(result.geometry, acquisition)
+        if out_of_range and out_of_range not in result.warnings:
+            result.warnings.append(out_of_range)
         with _rollback_on_error(scene):
             fiducials, table = self._output_nodes(inputVolumeNode, outputFiducialNode, outputTableNode,
                                                   replace, result)

@@ -8,11 +8,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from CMBDetectorLib import dicomseries, imagefiles, scanfiles
+from CMBDetectorLib import dicomseries, imagefiles, scanfiles, trained_range
 from CMBDetectorLib.dicomseries import DicomScan
 from CMBDetectorLib.scanfiles import phase_partner
 
-from . import volumes
+from . import acquisition_info, volumes
 
 
 BIDS_NOT_RAW = ("derivatives", "sourcedata", "code")  # BIDS folders that hold no raw scans
@@ -98,13 +98,22 @@ def _read(scan: Scan, phase: bool):
     return None if path is None else (*imagefiles.read_volume(path), path.name)
 
 
+def acquisition(scan: Scan, echo: int | None) -> trained_range.Acquisition:
+    """Field strength and echo time from the DICOM headers or the image file's JSON sidecar."""
+    if scan.dicom is not None:
+        return scan.dicom.magnitude.acquisition(echo)
+    return trained_range.read_sidecar(scan.path, echo)
+
+
 def load(scene, scan: Scan, echo: int | None):
     """Read ``scan`` into ``scene``: (magnitude volume node, phase volume node or None, warnings).
 
-    A multi-echo scan gives echo ``echo`` (0-based) or, when None, all echoes combined."""
+    A multi-echo scan gives echo ``echo`` (0-based) or, when None, all echoes combined. The
+    magnitude node keeps the field strength and echo time its metadata gives (:mod:`.acquisition_info`)."""
     array, geometry, warnings, _ = _read(scan, phase=False)
     array, echo_warnings = imagefiles.pick_echo(array, echo, f"'{scan.label}'")
     volume = volumes.volume_from_array(scene, array, geometry, scan.name)
+    acquisition_info.store(volume, acquisition(scan, echo))
     phase = _read(scan, phase=True)
     if phase is None:
         return volume, None, warnings + echo_warnings

@@ -36,7 +36,7 @@ class ScanOutcome:
     gt_ras: np.ndarray
     gt_diam: np.ndarray
     variants: dict  # name -> (det_ras (N,3), det_scores (N,)) at threshold 0
-    protocol: str = ""  # "3D SWI" or "2D GRE"
+    protocol: str = ""  # "3D SWI" or "2D GRE"; the stress family (stress_family) on the stress set
     candidate_hits: int = 0  # microbleeds with a candidate within radius + 2 mm, before suppression
     n_candidates: int = 0
     rule_rows: dict | None = None  # candidates YOLO scored: ras, diam, magnitude, with_phase, paramagnetic
@@ -65,6 +65,16 @@ def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, mid_slices: b
     else:
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5) if n % 4 == 3 else None
     return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF)
+
+
+def stress_family(protocol) -> str:
+    """The stress family a stress protocol was drawn from: "7 T, TE 8-12 ms" or "3 T, TE 45-55 ms"."""
+    from ..synth.acquisition import STRESS_FAMILY
+
+    for b0, (te0, te1), _ in STRESS_FAMILY:
+        if protocol.field_strength_t == b0 and te0 <= protocol.te_ms <= te1:
+            return f"{b0:g} T, TE {te0:g}-{te1:g} ms"
+    raise ValueError(f"{protocol} is not a stress protocol")
 
 
 def stress_scan(n: int, seed0: int = STRESS_SEED0):

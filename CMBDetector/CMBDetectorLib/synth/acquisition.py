@@ -8,10 +8,11 @@ import numpy as np
 
 from ..errors import CMBDetectorError
 from ..geometry import Geometry
+from ..trained_range import TRAINED_FIELDS_T, TRAINED_SLICES_MM, TRAINED_TE_MS
 from .physics import Contrast
 
 KINDS = ("swi3d", "gre2d")
-FIELDS = (1.5, 3.0)
+FIELDS = TRAINED_FIELDS_T
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,9 @@ def sample_protocol(rng: np.random.Generator, kind: str | None = None,
                                (n_ip, n_ip, n_k), round(float(snr), 1), round(float(tr), 1), round(float(flip), 1))
 
 
-TRAINING_SLICES_MM = {"swi3d": (1.0, 2.0), "gre2d": (4.0, 5.0)}  # what sample_protocol draws
-TRAINING_TE_MS = (15.0, 40.0)
+# what sample_protocol draws: the ranges the shipped models were trained on (..trained_range)
+TRAINING_SLICES_MM = {"swi3d": TRAINED_SLICES_MM["3D SWI"], "gre2d": TRAINED_SLICES_MM["2D GRE"]}
+TRAINING_TE_MS = TRAINED_TE_MS
 STRESS_FAMILY = (  # B0 (T), TE range (ms), slice range (mm): outside every training range
     (7.0, (8.0, 12.0), (2.5, 3.0)),
     (3.0, (45.0, 55.0), (2.5, 3.0)),

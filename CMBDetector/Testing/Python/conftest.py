@@ -88,19 +88,23 @@ def fake_detect(monkeypatch):
 
 def write_dicom_series(folder: Path, image: sitk.Image, series_number: int, image_type: str,
                        echoes=None, study="1.2.826.0.1.3680043.2.1125.1", uid=None,
-                       description="SWI_Images", prefix="") -> None:
-    """Write ``image`` (or one volume per echo of ``echoes``) as one DICOM file per slice.
+                       description="SWI_Images", prefix="", echo_times_ms=None, field_strength_t=None) -> None:
+    """Write ``image`` (or one volume per echo of ``echoes``) as one DICOM file per slice; echo
+    ``e`` (1-based) has TE ``echo_times_ms[e - 1]`` (default 5 e ms), MagneticFieldStrength is
+    written when given.
 
     GDCM's writer switches the process locale to "C" (Python would then read text as ASCII):
     the locale is restored afterwards."""
     saved = locale.setlocale(locale.LC_ALL)
     try:
-        _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix)
+        _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix,
+                            echo_times_ms, field_strength_t)
     finally:
         locale.setlocale(locale.LC_ALL, saved)
 
 
-def _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix) -> None:
+def _write_dicom_slices(folder, image, series_number, image_type, echoes, study, uid, description, prefix,
+                        echo_times_ms, field_strength_t) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     volumes = echoes or [image]
     uid = uid or f"{study}.{series_number}"
@@ -114,12 +118,15 @@ def _write_dicom_slices(folder, image, series_number, image_type, echoes, study,
             tags = {
                 "0008|0060": "MR", "0020|000d": study, "0020|000e": uid, "0020|0011": str(series_number),
                 "0020|0012": "1", "0008|103e": description, "0008|0008": image_type,
-                "0018|0086": str(e), "0018|0081": str(5.0 * e), "0020|0013": str(k + 1 + 1000 * e),
+                "0018|0086": str(e), "0018|0081": str(echo_times_ms[e - 1] if echo_times_ms else 5.0 * e),
+                "0020|0013": str(k + 1 + 1000 * e),
                 "0020|0037": "\\".join(str(v) for v in (direction[0], direction[3], direction[6],
                                                           direction[1], direction[4], direction[7])),
                 "0020|0032": "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, k))),
                 "0008|0018": f"{uid}.{e}.{k + 1}",
             }
+            if field_strength_t is not None:
+                tags["0018|0087"] = str(field_strength_t)
             for key, value in tags.items():
                 slice_.SetMetaData(key, value)
             writer.SetFileName(str(folder / f"{prefix}{series_number}_{e}_{k:03d}.dcm"))

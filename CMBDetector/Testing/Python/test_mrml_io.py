@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,8 @@ from CMBDetectorLib import pipeline
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry, read_image, write_image
 from CMBDetectorLib.validation import prepare_input
-from CMBDetectorMRML import runwarnings
+from CMBDetectorLib.trained_range import Acquisition
+from CMBDetectorMRML import acquisition_info, runwarnings, volumes
 from CMBDetectorMRML.__main__ import main as cli_main
 from CMBDetectorMRML.logic import CMBDetectorLogic
 from CMBDetectorMRML.scene import new_scene
@@ -164,6 +166,73 @@ def test_warnings_are_printed_and_kept_in_every_output(tmp_path, fake_detect, mo
     write_image(folder / "nan.nii.gz", np.nan_to_num(np.abs(array)) + 1, GEOMETRY)
     assert cli_main([str(folder / "nan.nii.gz"), str(tmp_path / "one")]) == 0
     assert not (tmp_path / "one" / "nan.warnings.txt").exists()
+
+
+def test_scans_outside_the_trained_ranges_are_warned_with_what_lies_outside(tmp_path, fake_detect, capsys):
+    calls = fake_detect(IJK)
+    folder = tmp_path / "in"
+    long_te, plain = write_scans(folder, 2)
+    (folder / "scan1.json").write_text(json.dumps({"MagneticFieldStrength": 3, "EchoTime": 0.05}))  # dcm2niix
+    (folder / "scan2.json").write_text(json.dumps({"MagneticFieldStrength": 1.494, "EchoTime": 0.025}))
+    write_image(folder / "thick.nii.gz", np.ones(SHAPE, np.float32),
+                Geometry.from_parts(spacing=(0.9, 0.9, 3.0), origin=(0.0, 0.0, 0.0), direction=np.eye(3)))
+    seven_t = sitk.GetImageFromArray(np.random.default_rng(100_031).uniform(50, 300, SHAPE).astype(np.int16))
+    seven_t.SetSpacing((0.9, 0.9, 2.0))
+    write_dicom_series(folder / "dicom", seven_t, 7, "ORIGINAL\\PRIMARY\\M\\ND", echo_times_ms=(20.0,),
+                       field_strength_t=7.0)
+    assert cli_main([str(folder), str(tmp_path / "out")]) == 0
+    assert len(calls) == 4 and "outside the acquisitions the models were trained on" in capsys.readouterr().err
+    rows = {r["file"]: r for r in read_csv(tmp_path / "out" / "summary.csv")}
+    assert sorted(rows) == ["dicom: series 7 'SWI_Images'", "scan1.nii.gz", "scan2.nii.gz", "thick.nii.gz"]
+    assert "(echo time 50 ms (trained on 15-40 ms))" in rows["scan1.nii.gz"]["warnings"]
+    assert rows["scan2.nii.gz"]["warnings"] == ""
+    assert "(slices 3.0 mm thick, between the 1-2 mm 3D" in rows["thick.nii.gz"]["warnings"]
+    assert "(field strength 7 T (trained on 1.5 and 3 T))" in rows["dicom: series 7 'SWI_Images'"]["warnings"]
+    kept = (tmp_path / "out" / "scan1.warnings.txt").read_text()
+    assert "echo time 50 ms" in kept and not (tmp_path / "out" / "scan2.warnings.txt").exists()
+
+
+def test_a_volume_node_carries_its_acquisition_into_the_run(scene, fake_detect):
+    fake_detect(IJK)
+    volume = volumes.volume_from_array(scene, np.ones(SHAPE, np.float32), GEOMETRY, "swi")
+    assert acquisition_info.read(volume) == Acquisition()
+    result = CMBDetectorLogic().process(volume).result
+    assert result.warnings == []
+    acquisition_info.store(volume, Acquisition(7.0, None))
+    assert volume.GetAttribute("CMBDetector.FieldStrengthT") == "7"
+    out = CMBDetectorLogic().process(volume)
+    (warning,) = out.result.warnings
+    assert "field strength 7 T" in warning and runwarnings.load(out.fiducialNode) == [warning]
+    acquisition_info.store(volume, Acquisition(None, 20.0))  # the field is no longer known
+    assert acquisition_info.read(volume) == Acquisition(None, 20.0)
+
+
+class DicomDatabase:
+    """What the module reads of Slicer's ``slicer.dicomDatabase`` (ctkDICOMDatabase): the file
+    of an instance UID and a tag's value in a file (the application is not available here)."""
+
+    def __init__(self, files: dict, values: dict):
+        self.files, self.values = files, values
+
+    def fileForInstance(self, uid):
+        return self.files.get(uid, "")
+
+    def fileValue(self, path, tag):
+        return self.values.get((path, tag), "")
+
+
+def test_a_volume_loaded_from_dicom_in_slicer_is_looked_up_in_the_database(scene):
+    volume = volumes.volume_from_array(scene, np.ones(SHAPE, np.float32), GEOMETRY, "swi")
+    database = DicomDatabase({"1.2.3.1": "/db/a.dcm"}, {("/db/a.dcm", "0018,0087"): "2.89",
+                                                       ("/db/a.dcm", "0018,0081"): "45"})
+    assert acquisition_info.read(volume, database) == Acquisition()  # not loaded from DICOM
+    volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.1 1.2.3.2")
+    assert acquisition_info.read(volume, database) == Acquisition(2.89, 45.0)
+    assert acquisition_info.read(volume, None) == Acquisition()
+    acquisition_info.store(volume, Acquisition(None, 20.0))  # what the node says wins
+    assert acquisition_info.read(volume, database) == Acquisition(2.89, 20.0)
+    volume.SetAttribute("DICOM.instanceUIDs", "9.9")  # files no longer in the database
+    assert acquisition_info.read(volume, database) == Acquisition(None, 20.0)
 
 
 # --- 4. unusable output locations -----------------------------------------------------------------

@@ -143,3 +143,13 @@ def test_wide_training_recipe_reaches_the_engine(monkeypatch):
         with pytest.raises(StopIteration):
             _synthetic_examples(3, wide=wide)
     assert seen == [OFF, WIDE]
+
+
+def test_every_stress_protocol_names_its_family():
+    from CMBDetectorLib.evaluation.benchmark import stress_family
+
+    rng = np.random.default_rng(7)
+    families = {stress_family(sample_stress_protocol(rng)) for _ in range(200)}
+    assert families == {"7 T, TE 8-12 ms", "3 T, TE 45-55 ms"}
+    with pytest.raises(ValueError):
+        stress_family(sample_protocol(rng))

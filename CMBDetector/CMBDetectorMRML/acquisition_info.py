@@ -1,0 +1,54 @@
+"""A volume node's field strength and echo time, for the trained-range warning
+(:mod:`CMBDetectorLib.trained_range`).
+
+The batch keeps what a DICOM header or a JSON sidecar said as node attributes
+(``CMBDetector.FieldStrengthT``, ``CMBDetector.EchoTimeMs``, saved with the scene); a volume
+loaded from DICOM in Slicer is looked up in the application's DICOM database through its
+``DICOM.instanceUIDs`` attribute. Attributes win over the database.
+"""
+
+from __future__ import annotations
+
+from CMBDetectorLib.trained_range import Acquisition, positive_number
+
+from .markups import ATTRIBUTE_PREFIX
+
+FIELD_ATTRIBUTE = ATTRIBUTE_PREFIX + "FieldStrengthT"
+ECHO_TIME_ATTRIBUTE = ATTRIBUTE_PREFIX + "EchoTimeMs"
+INSTANCE_UIDS = "DICOM.instanceUIDs"  # set by Slicer's DICOM scalar volume plugin
+FIELD_TAG, ECHO_TIME_TAG = "0018,0087", "0018,0081"  # MagneticFieldStrength (T), EchoTime (ms)
+
+
+def store(node, acquisition: Acquisition) -> None:
+    """Keep what is known on ``node``; unknown values leave no attribute."""
+    for name, value in ((FIELD_ATTRIBUTE, acquisition.field_strength_t),
+                        (ECHO_TIME_ATTRIBUTE, acquisition.echo_time_ms)):
+        if value is None:
+            node.RemoveAttribute(name)
+        else:
+            node.SetAttribute(name, f"{value:g}")
+
+
+def from_dicom_database(node, database) -> Acquisition:
+    """Field strength and echo time of the first DICOM instance ``node`` was loaded from
+    (``database``: Slicer's ``slicer.dicomDatabase``); nothing known when it was not, or the
+    files are no longer in the database."""
+    uids = (node.GetAttribute(INSTANCE_UIDS) or "").split()
+    if database is None or not uids:
+        return Acquisition()
+    path = database.fileForInstance(uids[0])
+    if not path:
+        return Acquisition()
+    return Acquisition(positive_number(database.fileValue(path, FIELD_TAG)),
+                       positive_number(database.fileValue(path, ECHO_TIME_TAG)))
+
+
+def read(node, database=None) -> Acquisition:
+    """What the node's attributes (else the DICOM database) say about its acquisition."""
+    known = Acquisition(positive_number(node.GetAttribute(FIELD_ATTRIBUTE)),
+                        positive_number(node.GetAttribute(ECHO_TIME_ATTRIBUTE)))
+    if None not in (known.field_strength_t, known.echo_time_ms):
+        return known
+    looked_up = from_dicom_database(node, database)
+    return Acquisition(known.field_strength_t or looked_up.field_strength_t,
+                       known.echo_time_ms or looked_up.echo_time_ms)
