@@ -31,16 +31,19 @@ def store(node, acquisition: Acquisition) -> None:
 
 def from_dicom_database(node, database) -> Acquisition:
     """Field strength and echo time of the first DICOM instance ``node`` was loaded from
-    (``database``: Slicer's ``slicer.dicomDatabase``); nothing known when it was not, or the
-    files are no longer in the database."""
+    (``database``: Slicer's ``slicer.dicomDatabase``); nothing known when it was not, the files
+    are no longer in the database or the database cannot be read."""
     uids = (node.GetAttribute(INSTANCE_UIDS) or "").split()
     if database is None or not uids:
         return Acquisition()
-    path = database.fileForInstance(uids[0])
-    if not path:
-        return Acquisition()
-    return Acquisition(positive_number(database.fileValue(path, FIELD_TAG)),
-                       positive_number(database.fileValue(path, ECHO_TIME_TAG)))
+    try:
+        path = database.fileForInstance(uids[0])
+        if not path:
+            return Acquisition()
+        return Acquisition(positive_number(database.fileValue(path, FIELD_TAG)),
+                           positive_number(database.fileValue(path, ECHO_TIME_TAG)))
+    except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
+        return Acquisition()  # a database that cannot answer only leaves the warning unchecked
 
 
 def read(node, database=None) -> Acquisition:

@@ -233,6 +233,8 @@ def test_a_volume_loaded_from_dicom_in_slicer_is_looked_up_in_the_database(scene
     assert acquisition_info.read(volume, database) == Acquisition(2.89, 20.0)
     volume.SetAttribute("DICOM.instanceUIDs", "9.9")  # files no longer in the database
     assert acquisition_info.read(volume, database) == Acquisition(None, 20.0)
+    volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.1")
+    assert acquisition_info.read(volume, object()) == Acquisition(None, 20.0)  # a database that cannot answer
 
 
 # --- 4. unusable output locations -----------------------------------------------------------------
