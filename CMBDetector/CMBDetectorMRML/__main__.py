@@ -2,6 +2,7 @@
 
     PYTHONPATH=CMBDetector python -m CMBDetectorMRML INPUT OUTPUT_DIR [--sensitivity S | --threshold T] [--no-yolo] [--device D]
         [--phase PHASE] [--phase-convention right-handed|left-handed] [--echo N] [--overwrite]
+        [--field-strength T] [--echo-time MS]
 
 INPUT is one scan or a folder of scans (.nii, .nii.gz, .nrrd, .mha, .mhd, DICOM series; subfolders
 too, so a BIDS dataset or a DICOM export works as it is); a phase image named ``X_phase.nii.gz``
@@ -26,6 +27,7 @@ from pathlib import Path
 from CMBDetectorLib.config import SENSITIVITY_PRESETS, DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.phase import CONVENTIONS
+from CMBDetectorLib.trained_range import Acquisition
 
 from .logic import NOT_RUN, OK, SKIPPED, CMBDetectorLogic
 
@@ -45,6 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="right-handed: paramagnetic tissue (veins, bleeds) has negative phase (default)")
     parser.add_argument("--echo", type=int, help="echo of a multi-echo scan to use, 0 = first (default: combine "
                         "all echoes; a multi-echo phase needs one echo)")
+    parser.add_argument("--field-strength", type=float, metavar="T",
+                        help="field strength in tesla, for scans whose DICOM header or JSON sidecar does not give it "
+                        "(only checks the trained range)")
+    parser.add_argument("--echo-time", type=float, metavar="MS",
+                        help="echo time in ms, for scans whose DICOM header or JSON sidecar does not give it "
+                        "(only checks the trained range)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace <scan>.mrk.json even when it holds a review (default: write <scan>-run2)")
     args = parser.parse_args(argv)
@@ -54,6 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--phase names the phase of one scan; for a folder, store X_phase.nii.gz beside each X_mag.nii.gz")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be between 0 and 1")
+    limits = (("--field-strength", args.field_strength, 20.0), ("--echo-time", args.echo_time, 1000.0))
+    for name, value, upper in limits:
+        if value is not None and not 0.0 < value <= upper:
+            parser.error(f"{name} must be above 0 and at most {upper:g}")
     return args
 
 
@@ -110,14 +122,15 @@ def main(argv=None) -> int:
     config = DetectorConfig(modality=args.modality, device=args.device, sensitivity=args.sensitivity,
                             threshold=args.threshold, use_yolo=not args.no_yolo, phase_convention=args.phase_convention,
                             echo=args.echo)
+    stated = Acquisition(args.field_strength, args.echo_time)
     logic = CMBDetectorLogic()
     with _sigterm_as_interrupt():
         try:
             if args.input.is_dir():
                 return _report_batch(logic.processDirectory(args.input, args.output_dir, config, progress=_Printer(),
-                                                            overwrite=args.overwrite))
+                                                            overwrite=args.overwrite, acquisition=stated))
             out = logic.processFile(args.input, args.output_dir, config, progress=_Printer(), phasePath=args.phase,
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, acquisition=stated)
         except KeyboardInterrupt as exc:
             how = "by SIGTERM" if isinstance(exc, Terminated) else "(Ctrl-C)"
             rest = (f"; {args.output_dir / 'summary.csv'} marks the rest '{NOT_RUN}'"

@@ -38,7 +38,8 @@ from CMBDetectorLib.progress import CancelCheck, DetectionCancelled, ProgressCal
 from CMBDetectorLib.regions import UNKNOWN, RegionLabel
 from CMBDetectorLib.results import DetectionResult
 
-from . import acquisition_info, atlas_overlay, markups, outputs, readout, report_page, review_sync, runwarnings, scans, tables, volumes
+from . import (acquisition_info, atlas_overlay, markups, outputs, readout, report_page, review_sync, runwarnings,
+               scans, tables, volumes)
 from .files import atomic_target, atomic_write_text, check_output_dir
 from .scans import image_files  # noqa: F401  (public name kept for callers)
 from .scene import new_scene
@@ -333,7 +334,8 @@ class CMBDetectorLogic:
 
     def processFile(self, path, outputDir, config: DetectorConfig | None = None,
                     progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
-                    name: str | None = None, phasePath=None, overwrite: bool = False) -> FileOutputs:
+                    name: str | None = None, phasePath=None, overwrite: bool = False,
+                    acquisition: trained_range.Acquisition | None = None) -> FileOutputs:
         """Detect CMBs in an image file; write ``<name>.mrk.json``, ``<name>.csv``,
         ``<name>_counts.csv`` and ``<name>_report.html`` to ``outputDir`` (and ``<name>.warnings.txt``
         when the run warned).
@@ -342,13 +344,15 @@ class CMBDetectorLogic:
         BIDS ``part-phase`` file) if any. ``config.echo`` picks one echo of a multi-echo file. A
         reviewed ``<name>.mrk.json`` in ``outputDir`` is kept and the results go to ``<name>-run2``
         (see :mod:`.outputs`) unless ``overwrite``. The output folder is checked before any work.
+        ``acquisition`` (field strength, echo time) fills in what the scan's own metadata does not
+        say, for the trained-range warning.
         """
         if Path(path).is_dir():
             raise CMBDetectorError(f"'{path}' is a folder: run processDirectory on it (the CLI does so for a folder).")
         if not Path(path).is_file():
             raise CMBDetectorError(f"Scan file '{path}' not found.")
         output_dir = check_output_dir(outputDir)
-        scan = scans.file_scan(path, phasePath, name)
+        scan = replace(scans.file_scan(path, phasePath, name), stated=acquisition or trained_range.Acquisition())
         return self._processScan(scan, output_dir, config, progress, cancel, overwrite)
 
     def _processScan(self, scan: scans.Scan, output_dir: Path, config: DetectorConfig | None,
@@ -378,7 +382,7 @@ class CMBDetectorLogic:
 
     def processDirectory(self, inputDir, outputDir, config: DetectorConfig | None = None,
                          progress: ProgressCallback | None = None, cancel: CancelCheck | None = None,
-                         overwrite: bool = False) -> BatchResult:
+                         overwrite: bool = False, acquisition: trained_range.Acquisition | None = None) -> BatchResult:
         """Run every scan under ``inputDir`` (image files, BIDS pairs, DICOM series; see
         :func:`.scans.find_scans`); a failing scan is logged and skipped.
 
@@ -386,9 +390,11 @@ class CMBDetectorLogic:
         error, warnings, then the counts of :data:`readout.SUMMARY_FIELDS`) is rewritten atomically after each scan and lists skipped files (e.g.
         .mgz) with the reason. Cancelling (or Ctrl-C / SIGTERM, re-raised afterwards) stops the
         batch: finished scans keep their outputs and the summary marks the rest "not run".
+        ``acquisition`` fills in what each scan's own metadata does not say (see :meth:`processFile`).
         """
         output_dir = check_output_dir(outputDir)
         found, skipped = scans.find_scans(inputDir, exclude=[output_dir])
+        found = [replace(s, stated=acquisition or trained_range.Acquisition()) for s in found]
         batch = BatchResult(summary_path=output_dir / SUMMARY_NAME)
         batch.outcomes += [ScanOutcome(s.label, SKIPPED, None, s.reason) for s in skipped]
         if not found:

@@ -27,6 +27,7 @@ class Scan:
     path: Path | None = None
     phase_path: Path | None = None
     dicom: DicomScan | None = None
+    stated: trained_range.Acquisition = trained_range.Acquisition()  # the user's word, where metadata is silent
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,15 @@ def _read(scan: Scan, phase: bool):
 
 
 def acquisition(scan: Scan, echo: int | None) -> trained_range.Acquisition:
-    """Field strength and echo time from the DICOM headers or the image file's JSON sidecar."""
+    """Field strength and echo time from the DICOM headers or the image file's JSON sidecar;
+    what they do not give is taken from ``scan.stated``."""
     if scan.dicom is not None:
-        return scan.dicom.magnitude.acquisition(echo)
-    return trained_range.read_sidecar(scan.path, echo)
+        found = scan.dicom.magnitude.acquisition(echo)
+    else:
+        found = trained_range.read_sidecar(scan.path, echo)
+    return trained_range.Acquisition(
+        found.field_strength_t if found.field_strength_t is not None else scan.stated.field_strength_t,
+        found.echo_time_ms if found.echo_time_ms is not None else scan.stated.echo_time_ms)
 
 
 def load(scene, scan: Scan, echo: int | None):

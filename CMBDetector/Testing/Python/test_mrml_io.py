@@ -192,6 +192,25 @@ def test_scans_outside_the_trained_ranges_are_warned_with_what_lies_outside(tmp_
     assert "echo time 50 ms" in kept and not (tmp_path / "out" / "scan2.warnings.txt").exists()
 
 
+def test_stated_field_strength_and_echo_time_fill_in_what_the_metadata_does_not_say(tmp_path, fake_detect, capsys):
+    fake_detect(IJK)
+    folder = tmp_path / "in"
+    plain, described = write_scans(folder, 2)
+    (folder / "scan2.json").write_text(json.dumps({"EchoTime": 0.02}))  # its own TE wins; no field given
+    assert cli_main([str(folder), str(tmp_path / "out"), "--echo-time", "50", "--field-strength", "7"]) == 0
+    rows = {r["file"]: r["warnings"] for r in read_csv(tmp_path / "out" / "summary.csv")}
+    assert "field strength 7 T" in rows["scan1.nii.gz"] and "echo time 50 ms" in rows["scan1.nii.gz"]
+    assert "field strength 7 T" in rows["scan2.nii.gz"] and "echo time" not in rows["scan2.nii.gz"]
+    assert cli_main([str(plain), str(tmp_path / "one"), "--field-strength", "3", "--echo-time", "20"]) == 0
+    assert not (tmp_path / "one" / "scan1.warnings.txt").exists()
+    capsys.readouterr()
+    for bad in (["--echo-time", "0"], ["--field-strength", "-3"], ["--field-strength", "30"]):
+        with pytest.raises(SystemExit) as stop:
+            cli_main([str(plain), str(tmp_path / "bad"), *bad])
+        assert stop.value.code == 2 and bad[0] in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_volume_node_carries_its_acquisition_into_the_run(scene, fake_detect):
     fake_detect(IJK)
     volume = volumes.volume_from_array(scene, np.ones(SHAPE, np.float32), GEOMETRY, "swi")
