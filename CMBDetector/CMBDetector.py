@@ -630,7 +630,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             persistent=counts[self._followup.PERSISTENT], resolved=counts[self._followup.RESOLVED],
             grade=self._followup.aria_h_grade(counts[self._followup.NEW]),
             graded=self._followup.aria_h_grade(counts[self._followup.NEW] + counts[self._followup.POSSIBLE_NEW]),
-            dice=registration.dice)
+            dice=registration.dice) + "".join(f"\nWarning: {w}" for w in self._comparison.warnings)
 
 
 #

@@ -9,6 +9,8 @@ loaded from DICOM in Slicer is looked up in the application's DICOM database thr
 
 from __future__ import annotations
 
+import slicer
+
 from CMBDetectorLib.trained_range import Acquisition, positive_number
 
 from .markups import ATTRIBUTE_PREFIX
@@ -44,6 +46,12 @@ def from_dicom_database(node, database) -> Acquisition:
                            positive_number(database.fileValue(path, ECHO_TIME_TAG)))
     except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
         return Acquisition()  # a database that cannot answer only leaves the warning unchecked
+
+
+def application_database():
+    """The Slicer application's DICOM database (``slicer.dicomDatabase``), None without one
+    (slicer-core, or the DICOM module not set up)."""
+    return getattr(slicer, "dicomDatabase", None)
 
 
 def read(node, database=None) -> Acquisition:

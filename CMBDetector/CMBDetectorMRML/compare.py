@@ -25,8 +25,9 @@ from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.followup.pairs import VisitPair, pairs_from_csv, pairs_in_folder
 from CMBDetectorLib.progress import ProgressCallback
 from CMBDetectorLib.scanfiles import phase_partner, scan_name
+from CMBDetectorLib.trained_range import read_sidecar
 
-from . import followup, tables, volumes
+from . import acquisition_info, followup, tables, volumes
 from .__main__ import _Printer
 from .files import atomic_write_text
 from .logic import CMBDetectorLogic
@@ -51,6 +52,7 @@ def compare_files(baseline, followup_path, output_dir, config: DetectorConfig | 
     nodes = []
     for path, phase in ((baseline, baseline_phase), (followup_path, followup_phase)):
         volume = volumes.load_volume(headless.scene, path)
+        acquisition_info.store(volume, read_sidecar(path))
         phase = phase_partner(path) if phase is None else Path(phase)
         nodes += [volume, None if phase is None else volumes.load_volume(headless.scene, phase)]
     result = followup.compare_nodes(nodes[0], nodes[2], config, nodes[1], nodes[3], progress=progress)
@@ -63,7 +65,7 @@ def compare_files(baseline, followup_path, output_dir, config: DetectorConfig | 
             written.append(output_dir / f"{name}_{visit}_{change.replace(' ', '_')}.mrk.json")
             logic.saveMarkups(node, written[-1])
     row = followup.summary_row(Path(baseline).name, Path(followup_path).name, result.tableNode,
-                               result.comparison.change.registration.dice)
+                               result.comparison.change.registration.dice, warnings=result.warnings)
     return PairOutputs(changes, summary, written, row)
 
 
@@ -128,6 +130,8 @@ def main(argv=None) -> int:
     s = result.summary
     print(f"new {s['new']}, possible new {s['possible_new']}, persistent {s['persistent']}, resolved "
           f"{s['resolved']}; ARIA-H {s['aria_h_grade']} -> {result.changes_csv}, {result.summary_csv}")
+    for warning in filter(None, s["warnings"].split(" | ")):
+        print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -16,10 +16,12 @@ from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.followup.change import (NEW, PERSISTENT, POSSIBLE_NEW, RESOLVED, Cutoffs, aria_h_grade)
 from CMBDetectorLib.followup.compare import Visit, VisitComparison, compare_visits
+from CMBDetectorLib.followup.protocols import mismatch_warning
 from CMBDetectorLib.progress import CancelCheck, ProgressCallback
 from CMBDetectorLib.results import DetectionResult
+from CMBDetectorLib.trained_range import range_warning
 
-from . import markups, tables, volumes
+from . import acquisition_info, markups, tables, volumes
 from .files import atomic_write_text
 
 CHANGE_COLORS = {NEW: (1.0, 0.1, 0.1), POSSIBLE_NEW: (1.0, 0.55, 0.0), PERSISTENT: (0.2, 0.5, 1.0),
@@ -34,7 +36,7 @@ TABLE_COLUMNS = ("label", "visit", "change", "R", "A", "S", "score", "diameter_m
                  "baseline_A", "baseline_S", "distance_mm", "baseline_score", "baseline_contrast", "status")
 TEXT_COLUMNS = ("label", "visit", "change", "region", "status")
 SUMMARY_COLUMNS = ("baseline", "followup", "status", "new", "possible_new", "persistent", "resolved",
-                   "aria_h_grade", "aria_h_grade_if_possible_confirmed", "registration_dice", "error")
+                   "aria_h_grade", "aria_h_grade_if_possible_confirmed", "registration_dice", "error", "warnings")
 
 
 @dataclass
@@ -82,8 +84,22 @@ def compare_nodes(baselineNode, followupNode, config: DetectorConfig | None = No
                                             scene.GenerateUniqueName(f"{followupNode.GetName()} to baseline"))
         transform.SetMatrixTransformToParent(
             volumes.numpy_to_matrix(comparison.change.registration.followup_to_baseline))
-    warnings = comparison.baseline.warnings + comparison.followup.warnings
-    return ComparisonNodes(follow, base, table, transform, comparison, warnings)
+    return ComparisonNodes(follow, base, table, transform, comparison,
+                           comparison_warnings(comparison, (baselineNode, followupNode), visits))
+
+
+def comparison_warnings(comparison: VisitComparison, nodes, visits: list[Visit]) -> list[str]:
+    """Each visit's run warnings and trained-range warning (prefixed with the visit), then a
+    warning when the visits were acquired differently (:mod:`CMBDetectorLib.followup.protocols`)."""
+    database = acquisition_info.application_database()
+    acquired = [(visit.geometry, acquisition_info.read(node, database)) for node, visit in zip(nodes, visits)]
+    warnings = []
+    for name, result, (geometry, acquisition) in zip(("Baseline", "Follow-up"),
+                                                     (comparison.baseline, comparison.followup), acquired):
+        out_of_range = range_warning(geometry, acquisition)
+        warnings += [f"{name}: {w}" for w in result.warnings + ([out_of_range] if out_of_range else [])]
+    mismatch = mismatch_warning(*acquired)
+    return warnings + ([mismatch] if mismatch else [])
 
 
 def _change_list(volume, visit: str, change: str, result: DetectionResult, comparison: VisitComparison, table):
@@ -162,8 +178,9 @@ def reviewed_counts(table) -> dict[str, int]:
     return counts
 
 
-def summary_row(baseline: str, followup: str, table=None, dice: float | None = None, error: str = "") -> dict:
-    """A summary row: reviewed counts and ARIA-H grade, or the error of a failed pair."""
+def summary_row(baseline: str, followup: str, table=None, dice: float | None = None, error: str = "",
+                warnings=()) -> dict:
+    """A summary row: reviewed counts, ARIA-H grade and warnings, or the error of a failed pair."""
     if table is None:
         return {**dict.fromkeys(SUMMARY_COLUMNS, ""), "baseline": baseline, "followup": followup,
                 "status": "failed", "error": error}
@@ -172,7 +189,7 @@ def summary_row(baseline: str, followup: str, table=None, dice: float | None = N
             "possible_new": counts[POSSIBLE_NEW], "persistent": counts[PERSISTENT], "resolved": counts[RESOLVED],
             "aria_h_grade": aria_h_grade(counts[NEW]),
             "aria_h_grade_if_possible_confirmed": aria_h_grade(counts[NEW] + counts[POSSIBLE_NEW]),
-            "registration_dice": dice, "error": ""}
+            "registration_dice": dice, "error": "", "warnings": " | ".join(warnings)}
 
 
 def write_outputs(nodes: ComparisonNodes, output_dir, name: str, baseline: str, followup: str) -> tuple[Path, Path]:
@@ -180,6 +197,7 @@ def write_outputs(nodes: ComparisonNodes, output_dir, name: str, baseline: str, 
     output_dir = Path(output_dir)
     changes, summary = output_dir / f"{name}_changes.csv", output_dir / f"{name}_summary.csv"
     atomic_write_text(changes, tables.rows_to_csv(change_rows(nodes.tableNode), TABLE_COLUMNS))
-    row = summary_row(baseline, followup, nodes.tableNode, nodes.comparison.change.registration.dice)
+    row = summary_row(baseline, followup, nodes.tableNode, nodes.comparison.change.registration.dice,
+                      warnings=nodes.warnings)
     atomic_write_text(summary, tables.rows_to_csv([row], SUMMARY_COLUMNS))
     return changes, summary

@@ -195,7 +195,7 @@ class CMBDetectorLogic:
         scene = inputVolumeNode.GetScene()
         if scene is None:
             raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is no longer in the scene.")
-        acquisition = acquisition_info.read(inputVolumeNode, getattr(slicer, "dicomDatabase", None))
+        acquisition = acquisition_info.read(inputVolumeNode, acquisition_info.application_database())
         out_of_range = trained_range.range_warning(result.geometry, acquisition)
         if out_of_range and out_of_range not in result.warnings:
             result.warnings.append(out_of_range)

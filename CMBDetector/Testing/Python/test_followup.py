@@ -233,3 +233,20 @@ def test_registration_ignores_what_lies_outside_the_brain():
     points = np.stack(np.meshgrid(*[np.linspace(-40, 40, 3)] * 3), -1).reshape(-1, 3) + [0, -15, 15]
     error = np.linalg.norm(reg.to_followup(points) - pair.revisit.apply(points), axis=1)
     assert error.max() < 3.0
+
+
+def test_visits_acquired_differently_are_named():
+    from CMBDetectorLib.followup.protocols import mismatch_warning, protocol_differences
+    from CMBDetectorLib.trained_range import Acquisition
+
+    thin, thin2, thick = (Geometry.from_parts(s, (0.0, 0.0, 0.0)) for s in
+                          ((0.9, 0.9, 1.5), (1.0, 1.0, 2.0), (0.9, 0.9, 5.0)))
+    swi = Acquisition(3.0, 20.0)
+    assert protocol_differences((thin, swi), (thin2, Acquisition(2.89, 24.0))) == []  # alike enough
+    assert protocol_differences((thin, Acquisition()), (thin, swi)) == []  # unknown: nothing to compare
+    assert protocol_differences((thin, swi), (thick, Acquisition(1.5, 25.0))) == [
+        "slices 1.5 mm at baseline, 5.0 mm at follow-up", "3 T at baseline, 1.5 T at follow-up",
+        "echo time 20 ms at baseline, 25 ms at follow-up"]
+    assert mismatch_warning((thin, swi), (thin, swi)) is None
+    text = mismatch_warning((thick, swi), (thin, swi))
+    assert "slices 5.0 mm at baseline, 1.5 mm at follow-up" in text and "ARIA-H" in text

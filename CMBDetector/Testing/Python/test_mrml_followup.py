@@ -120,13 +120,32 @@ def test_compare_cli_single_pair_and_batch(tmp_path, stub_detector, capsys):
     write_image(data / "s02_v2.nii.gz", phantom(*slab_grid), slab_grid[0])
     out = tmp_path / "out"
     assert compare_main([str(data / "s01_v1.nii.gz"), str(data / "s01_v2.nii.gz"), str(out / "one")]) == 0
-    assert "ARIA-H mild" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "ARIA-H mild" in printed.out and "Warning: The visits were acquired differently" in printed.err
     assert (out / "one" / "s01_v2_changes.csv").is_file() and (out / "one" / "s01_v2_followup_new.mrk.json").is_file()
     assert compare_main([str(data), str(out / "batch")]) == 1  # s02's registration fails
     with (out / "batch" / BATCH_SUMMARY).open() as fh:
         rows = {r["followup"]: r for r in csv.DictReader(fh)}
     assert rows["s01_v2.nii.gz"]["status"] == "ok" and rows["s01_v2.nii.gz"]["new"] == "2"
+    assert "(slices 2.0 mm at baseline, 4.0 mm at follow-up)" in rows["s01_v2.nii.gz"]["warnings"]
     assert rows["s02_v2.nii.gz"]["status"] == "failed" and "covers only" in rows["s02_v2.nii.gz"]["error"]
     assert not (out / "batch" / "s02_v2_changes.csv").exists()
     assert compare_main([str(data / "s02_v1.nii.gz"), str(data / "s02_v2.nii.gz"), str(out / "two")]) == 2
     assert "Registration of the follow-up to the baseline failed" in capsys.readouterr().err
+
+
+def test_each_visit_is_checked_and_the_pair_compared(tmp_path, scene, pair_nodes, stub_detector):
+    from CMBDetectorLib.trained_range import Acquisition
+    from CMBDetectorMRML import acquisition_info
+
+    base, follow = pair_nodes
+    acquisition_info.store(base, Acquisition(3.0, 20.0))
+    acquisition_info.store(follow, Acquisition(7.0, 20.0))
+    out = CMBDetectorLogic().compareVisits(base, follow)
+    outside, differ = out.warnings
+    assert outside.startswith("Follow-up: The scan lies outside") and "field strength 7 T" in outside
+    assert "(slices 2.0 mm at baseline, 4.0 mm at follow-up; 3 T at baseline, 7 T at follow-up)" in differ
+    followup.write_outputs(out, tmp_path, "pair", "v1.nii.gz", "v2.nii.gz")
+    with (tmp_path / "pair_summary.csv").open() as fh:
+        (row,) = csv.DictReader(fh)
+    assert row["warnings"].split(" | ") == out.warnings
