@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .geometry import Geometry
+from .scanfiles import scan_name
 
 TRAINED_FIELDS_T = (1.5, 3.0)
 FIELD_TOLERANCE_T = 0.15  # scanners report their nominal field as e.g. 1.494 T or 2.89 T
@@ -63,8 +64,6 @@ def from_sidecar(data: dict, echo: int | None = None) -> Acquisition:
 
 def sidecar_path(image_path) -> Path:
     """``X.json`` beside ``X.nii.gz`` (or any image suffix)."""
-    from .scanfiles import scan_name
-
     path = Path(image_path)
     return path.with_name(scan_name(path) + ".json")
 
