@@ -33,6 +33,11 @@ class Acquisition:
     field_strength_t: float | None = None
     echo_time_ms: float | None = None
 
+    def filled_from(self, other: Acquisition) -> Acquisition:
+        """These values, with ``other``'s where these are not known."""
+        return Acquisition(other.field_strength_t if self.field_strength_t is None else self.field_strength_t,
+                           other.echo_time_ms if self.echo_time_ms is None else self.echo_time_ms)
+
 
 def positive_number(value) -> float | None:
     """``value`` as a positive finite number (text, number), else None."""

@@ -60,6 +60,4 @@ def read(node, database=None) -> Acquisition:
                         positive_number(node.GetAttribute(ECHO_TIME_ATTRIBUTE)))
     if None not in (known.field_strength_t, known.echo_time_ms):
         return known
-    looked_up = from_dicom_database(node, database)
-    return Acquisition(known.field_strength_t or looked_up.field_strength_t,
-                       known.echo_time_ms or looked_up.echo_time_ms)
+    return known.filled_from(from_dicom_database(node, database))

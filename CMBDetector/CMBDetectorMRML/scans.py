@@ -106,9 +106,7 @@ def acquisition(scan: Scan, echo: int | None) -> trained_range.Acquisition:
         found = scan.dicom.magnitude.acquisition(echo)
     else:
         found = trained_range.read_sidecar(scan.path, echo)
-    return trained_range.Acquisition(
-        found.field_strength_t if found.field_strength_t is not None else scan.stated.field_strength_t,
-        found.echo_time_ms if found.echo_time_ms is not None else scan.stated.echo_time_ms)
+    return found.filled_from(scan.stated)
 
 
 def load(scene, scan: Scan, echo: int | None):

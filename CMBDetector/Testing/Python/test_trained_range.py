@@ -108,3 +108,11 @@ def test_dicom_headers_give_field_strength_and_echo_times(tmp_path):
     assert by_number[3].acquisition(1) == Acquisition(2.89, 45.0)
     assert by_number[3].acquisition(None) == Acquisition(2.89, 32.5)
     assert by_number[4].acquisition(None) == Acquisition(None, 5.0)  # no MagneticFieldStrength tag
+
+
+def test_known_values_are_filled_in_only_where_unknown():
+    stated = Acquisition(3.0, 20.0)
+    assert Acquisition().filled_from(stated) == stated
+    assert Acquisition(7.0, None).filled_from(stated) == Acquisition(7.0, 20.0)
+    assert Acquisition(None, 45.0).filled_from(stated) == Acquisition(3.0, 45.0)
+    assert stated.filled_from(Acquisition()) == stated
