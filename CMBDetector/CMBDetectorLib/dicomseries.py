@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from .errors import CMBDetectorError
 from .geometry import Geometry, from_sitk
-from .trained_range import Acquisition, echo_time_ms
+from .trained_range import Acquisition, echo_time_ms, positive_number
 
 IMAGE_TYPE, SERIES_UID, STUDY_UID = "0008|0008", "0020|000e", "0020|000d"
 SERIES_NUMBER, ACQUISITION_NUMBER, DESCRIPTION = "0020|0011", "0020|0012", "0008|103e"
@@ -175,7 +175,7 @@ def _series_in(folder: Path, root: Path) -> list[DicomSeries]:
                 description=_tag(header, DESCRIPTION), part=part,
                 echoes=tuple(tuple(groups[k]) for k in keys), echo_times=tuple(echo_times[k] for k in keys),
                 grid=grid, where=folder.relative_to(root).as_posix(),
-                field_strength_t=_float(_tag(header, FIELD_STRENGTH))))
+                field_strength_t=positive_number(_tag(header, FIELD_STRENGTH))))
     return found
 
 

@@ -102,12 +102,14 @@ def test_dicom_headers_give_field_strength_and_echo_times(tmp_path):
     write_dicom_series(tmp_path / "a", echoes[0], 3, "ORIGINAL\\PRIMARY\\M\\ND", echoes=echoes,
                        echo_times_ms=(20.0, 45.0), field_strength_t=2.89)
     write_dicom_series(tmp_path / "b", echoes[0], 4, "ORIGINAL\\PRIMARY\\M\\ND")
+    write_dicom_series(tmp_path / "c", echoes[0], 5, "ORIGINAL\\PRIMARY\\M\\ND", field_strength_t=0)
     scans, _ = dicomseries.find_scans(tmp_path)
     by_number = {s.magnitude.series_number: s.magnitude for s in scans}
     assert by_number[3].acquisition(0) == Acquisition(2.89, 20.0)
     assert by_number[3].acquisition(1) == Acquisition(2.89, 45.0)
     assert by_number[3].acquisition(None) == Acquisition(2.89, 32.5)
     assert by_number[4].acquisition(None) == Acquisition(None, 5.0)  # no MagneticFieldStrength tag
+    assert by_number[5].acquisition(None) == Acquisition(None, 5.0)  # a 0 T header is no field strength
 
 
 def test_known_values_are_filled_in_only_where_unknown():
