@@ -5,19 +5,16 @@ with 4-5 mm slices, echo times 15-40 ms. Outside those ranges microbleeds bloom 
 differently and the detector finds markedly fewer of them (README, "Generalisation"), so such a
 scan gets a warning with its results. The slice thickness comes from the voxel grid; the field
 strength and echo time only when the scan's metadata gives them (DICOM header, or the JSON
-sidecar that BIDS and dcm2niix write beside a NIfTI file).
+sidecars that BIDS and dcm2niix write beside a NIfTI file: :mod:`.sidecars`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .geometry import Geometry
-from .scanfiles import scan_name
 
 TRAINED_FIELDS_T = (1.5, 3.0)
 FIELD_TOLERANCE_T = 0.15  # scanners report their nominal field as e.g. 1.494 T or 2.89 T
@@ -58,36 +55,11 @@ def echo_time_ms(times_ms, echo: int | None) -> float | None:
     return float(np.mean(known)) if known and len(known) == len(times) else None
 
 
-def from_sidecar(data: dict, echo: int | None = None) -> Acquisition:
-    """The acquisition a BIDS / dcm2niix JSON sidecar describes: ``MagneticFieldStrength`` (T)
-    and ``EchoTime`` (seconds; a list for a multi-echo file)."""
-    times = data.get("EchoTime")
-    times = times if isinstance(times, list) else [times]
-    seconds = echo_time_ms(times, echo if len(times) > 1 else None)
-    return Acquisition(positive_number(data.get("MagneticFieldStrength")), None if seconds is None else seconds * 1e3)
-
-
-def sidecar_path(image_path) -> Path:
-    """``X.json`` beside ``X.nii.gz`` (or any image suffix)."""
-    path = Path(image_path)
-    return path.with_name(scan_name(path) + ".json")
-
-
-def read_sidecar(image_path, echo: int | None = None) -> Acquisition:
-    """The acquisition the JSON sidecar beside ``image_path`` describes; nothing known when there
-    is none or it cannot be read (the sidecar only informs a warning)."""
-    try:
-        data = json.loads(sidecar_path(image_path).read_text())
-    except (OSError, ValueError):
-        return Acquisition()
-    return from_sidecar(data, echo) if isinstance(data, dict) else Acquisition()
-
-
 def outside_training(geometry: Geometry, acquisition: Acquisition | None = None) -> list[str]:
     """What about the scan lies outside the training ranges, one phrase each (empty: nothing)."""
     acquisition = acquisition or Acquisition()
     found = []
-    slice_mm = float(np.max(geometry.spacing))
+    slice_mm = geometry.slice_thickness
     thin, thick = TRAINED_SLICES_MM["3D SWI"], TRAINED_SLICES_MM["2D GRE"]
     if thin[1] + SLICE_TOLERANCE_MM < slice_mm < thick[0] - SLICE_TOLERANCE_MM:
         found.append(f"slices {slice_mm:.1f} mm thick, between the {thin[0]:g}-{thin[1]:g} mm 3D and "

@@ -47,12 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="right-handed: paramagnetic tissue (veins, bleeds) has negative phase (default)")
     parser.add_argument("--echo", type=int, help="echo of a multi-echo scan to use, 0 = first (default: combine "
                         "all echoes; a multi-echo phase needs one echo)")
-    parser.add_argument("--field-strength", type=float, metavar="T",
-                        help="field strength in tesla, for scans whose DICOM header or JSON sidecar does not give it "
-                        "(only checks the trained range)")
-    parser.add_argument("--echo-time", type=float, metavar="MS",
-                        help="echo time in ms, for scans whose DICOM header or JSON sidecar does not give it "
-                        "(only checks the trained range)")
+    add_acquisition_options(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace <scan>.mrk.json even when it holds a review (default: write <scan>-run2)")
     args = parser.parse_args(argv)
@@ -62,11 +57,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--phase names the phase of one scan; for a folder, store X_phase.nii.gz beside each X_mag.nii.gz")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be between 0 and 1")
+    check_acquisition_options(parser, args)
+    return args
+
+
+def add_acquisition_options(parser: argparse.ArgumentParser) -> None:
+    """``--field-strength`` / ``--echo-time``: the user's word where a scan's metadata is silent."""
+    parser.add_argument("--field-strength", type=float, metavar="T",
+                        help="field strength in tesla, for scans whose DICOM header or JSON sidecar does not give it "
+                        "(only checks the trained range)")
+    parser.add_argument("--echo-time", type=float, metavar="MS",
+                        help="echo time in ms, for scans whose DICOM header or JSON sidecar does not give it "
+                        "(only checks the trained range)")
+
+
+def check_acquisition_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     limits = (("--field-strength", args.field_strength, 20.0), ("--echo-time", args.echo_time, 1000.0))
     for name, value, upper in limits:
         if value is not None and not 0.0 < value <= upper:
             parser.error(f"{name} must be above 0 and at most {upper:g}")
-    return args
+
+
+def stated_acquisition(args: argparse.Namespace) -> Acquisition:
+    return Acquisition(args.field_strength, args.echo_time)
 
 
 class _Printer:
@@ -122,7 +135,7 @@ def main(argv=None) -> int:
     config = DetectorConfig(modality=args.modality, device=args.device, sensitivity=args.sensitivity,
                             threshold=args.threshold, use_yolo=not args.no_yolo, phase_convention=args.phase_convention,
                             echo=args.echo)
-    stated = Acquisition(args.field_strength, args.echo_time)
+    stated = stated_acquisition(args)
     logic = CMBDetectorLogic()
     with _sigterm_as_interrupt():
         try:

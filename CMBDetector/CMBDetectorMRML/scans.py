@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from CMBDetectorLib import dicomseries, imagefiles, scanfiles, trained_range
+from CMBDetectorLib import dicomseries, imagefiles, scanfiles, sidecars, trained_range
 from CMBDetectorLib.dicomseries import DicomScan
 from CMBDetectorLib.scanfiles import phase_partner
 
@@ -105,7 +105,7 @@ def acquisition(scan: Scan, echo: int | None) -> trained_range.Acquisition:
     if scan.dicom is not None:
         found = scan.dicom.magnitude.acquisition(echo)
     else:
-        found = trained_range.read_sidecar(scan.path, echo)
+        found = sidecars.read_sidecar(scan.path, echo)
     return found.filled_from(scan.stated)
 
 

@@ -5,6 +5,7 @@ batch over pairs, and a failed registration that reports no changes."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -132,6 +133,25 @@ def test_compare_cli_single_pair_and_batch(tmp_path, stub_detector, capsys):
     assert not (out / "batch" / "s02_v2_changes.csv").exists()
     assert compare_main([str(data / "s02_v1.nii.gz"), str(data / "s02_v2.nii.gz"), str(out / "two")]) == 2
     assert "Registration of the follow-up to the baseline failed" in capsys.readouterr().err
+
+
+def test_compare_cli_fills_in_the_acquisition_where_sidecars_are_silent(tmp_path, stub_detector, capsys):
+    data = tmp_path / "scans"
+    data.mkdir()
+    write_image(data / "s01_v1.nii.gz", phantom(*BASELINE_GRID), BASELINE_GRID[0])
+    write_image(data / "s01_v2.nii.gz", phantom(*FOLLOWUP_GRID, rotation=ROTATION, shift=SHIFT), FOLLOWUP_GRID[0])
+    (data / "s01_v2.json").write_text(json.dumps({"MagneticFieldStrength": 7}))  # the follow-up's own word wins
+    pair = [str(data / "s01_v1.nii.gz"), str(data / "s01_v2.nii.gz")]
+    assert compare_main([*pair, str(tmp_path / "plain")]) == 0
+    assert "at baseline, 7 T" not in capsys.readouterr().err  # the baseline's field is unknown
+    assert compare_main([*pair, str(tmp_path / "stated"), "--field-strength", "3", "--echo-time", "20"]) == 0
+    printed = capsys.readouterr().err
+    assert "Baseline:" not in printed and "Follow-up: The scan lies outside" in printed
+    assert "3 T at baseline, 7 T at follow-up" in printed and "ms at baseline" not in printed  # same TE
+    with pytest.raises(SystemExit) as stop:
+        compare_main([*pair, str(tmp_path / "bad"), "--echo-time", "-5"])
+    assert stop.value.code == 2 and "--echo-time" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_each_visit_is_checked_and_the_pair_compared(tmp_path, scene, pair_nodes, stub_detector):

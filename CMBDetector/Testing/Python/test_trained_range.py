@@ -1,9 +1,7 @@
 """The trained-range check: which acquisitions get the warning, and where the field strength and
-echo time come from (JSON sidecar, DICOM headers)."""
+echo time come from (DICOM headers; JSON sidecars in test_sidecars.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -13,8 +11,7 @@ from CMBDetectorLib import dicomseries
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.synth.acquisition import (sample_mid_slice_protocol, sample_protocol, sample_stress_protocol,
                                               scan_geometry)
-from CMBDetectorLib.trained_range import (Acquisition, echo_time_ms, from_sidecar, outside_training,
-                                          range_warning, read_sidecar, sidecar_path)
+from CMBDetectorLib.trained_range import Acquisition, echo_time_ms, outside_training, range_warning
 from conftest import write_dicom_series
 
 
@@ -77,23 +74,6 @@ def test_echo_time_of_a_chosen_echo_or_the_mean_of_combined_echoes():
     assert echo_time_ms([10.0, 20.0, 30.0], None) == 20.0
     assert echo_time_ms([10.0, None], None) is None  # one echo time unknown: the mean is too
     assert echo_time_ms([10.0, "n/a"], 1) is None and echo_time_ms([10.0], 3) is None
-
-
-def test_sidecar_beside_the_image(tmp_path):
-    image = tmp_path / "sub-01_part-mag_T2starw.nii.gz"
-    assert sidecar_path(image) == tmp_path / "sub-01_part-mag_T2starw.json"
-    assert read_sidecar(image) == Acquisition()  # none
-    sidecar_path(image).write_text(json.dumps({"MagneticFieldStrength": 3, "EchoTime": 0.05}))
-    assert read_sidecar(image) == Acquisition(3.0, 50.0)
-    sidecar_path(image).write_text("{not json")
-    assert read_sidecar(image) == Acquisition()
-    sidecar_path(image).write_text(json.dumps([1, 2]))
-    assert read_sidecar(image) == Acquisition()
-    # a multi-echo file's list of echo times (seconds), a missing or nonsensical field
-    data = {"EchoTime": [0.01, 0.02, 0.03], "MagneticFieldStrength": "unknown"}
-    assert from_sidecar(data, echo=0) == Acquisition(None, 10.0)
-    assert from_sidecar(data).echo_time_ms == pytest.approx(20.0)
-    assert from_sidecar({"EchoTime": -1, "MagneticFieldStrength": 0}) == Acquisition()
 
 
 def test_dicom_headers_give_field_strength_and_echo_times(tmp_path):
