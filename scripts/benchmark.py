@@ -45,6 +45,7 @@ from CMBDetectorLib.geometry import write_image  # noqa: E402
 from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
 from CMBDetectorLib.synth.acquisition import MID_SLICES_MM  # noqa: E402
 from CMBDetectorLib.synth.randomisation import WIDE  # noqa: E402
+from CMBDetectorLib.trained_range import TRAINED_SLICES_MM  # noqa: E402
 
 VARIANTS = {"candidates": "Candidates only", "cnn": "+ 3D CNN", "cnn+yolo": "+ 3D CNN + YOLO (mean)",
             "fused-noyolo": "3D CNN + score fusion, no YOLO stage (magnitude only)",
@@ -56,6 +57,7 @@ NO_YOLO = {"fused-noyolo": "magnitude only, no YOLO stage", "fused+phase-noyolo"
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the "2 cores")
 MID_SLICES = "{}-{} mm slices".format(*MID_SLICES_MM)  # the --mid-slices validation draw
+TRAINED_SLICES = ", ".join(f"{lo:g}-{hi:g} mm {kind}" for kind, (lo, hi) in TRAINED_SLICES_MM.items())
 
 
 def profile_scan_data():
@@ -377,7 +379,7 @@ def main(argv=None):
                              "family; the stress set stays outside it)")
     parser.add_argument("--mid-slices", action="store_true",
                         help=f"with --validation: every held-out scan a 3D SWI with {MID_SLICES}, between "
-                             "the trained regimes (1-2 mm 3D SWI, 4-5 mm 2D GRE)")
+                             f"the trained regimes ({TRAINED_SLICES})")
     parser.add_argument("--first", type=int, default=0,
                         help="with --validation: start at this validation scan (a fresh block for a second look)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, Markdown and plot go")

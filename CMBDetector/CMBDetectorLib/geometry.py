@@ -46,6 +46,11 @@ class Geometry:
         return np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
 
     @property
+    def slice_thickness(self) -> float:
+        """The largest voxel size in mm: the slice thickness of a 2D or anisotropic 3D scan."""
+        return float(self.spacing.max())
+
+    @property
     def direction(self) -> np.ndarray:
         """3x3 RAS direction cosines, one column per voxel axis."""
         return self.ijk_to_ras[:3, :3] / self.spacing

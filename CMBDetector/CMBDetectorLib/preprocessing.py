@@ -136,7 +136,7 @@ def normalise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def guess_modality(geometry: Geometry) -> str:
     """Thick slices (> 3 mm) are 2D T2*-GRE, anything finer is treated as 3D SWI."""
-    return "gre" if float(geometry.spacing.max()) > 3.0 else "swi"
+    return "gre" if geometry.slice_thickness > 3.0 else "swi"
 
 
 def preprocess(array: np.ndarray, geometry: Geometry, mask: np.ndarray | None = None,

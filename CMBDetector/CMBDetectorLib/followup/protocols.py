@@ -8,8 +8,6 @@ differences: its new or resolved microbleeds may come from the protocol, not the
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..geometry import Geometry
 from ..trained_range import FIELD_TOLERANCE_T, Acquisition
 
@@ -21,7 +19,7 @@ def protocol_differences(baseline: tuple[Geometry, Acquisition], followup: tuple
     """What differs between the visits' acquisitions, one phrase each (empty: alike, or unknown)."""
     (base_grid, base), (follow_grid, follow) = baseline, followup
     found = []
-    slices = float(np.max(base_grid.spacing)), float(np.max(follow_grid.spacing))
+    slices = base_grid.slice_thickness, follow_grid.slice_thickness
     if max(slices) / min(slices) >= SLICE_RATIO:
         found.append(f"slices {slices[0]:.1f} mm at baseline, {slices[1]:.1f} mm at follow-up")
     fields = base.field_strength_t, follow.field_strength_t

@@ -62,3 +62,9 @@ def test_bad_geometry_and_files(tmp_path):
     bad.write_bytes(b"\x1f\x8b not really a nifti")
     with pytest.raises(CMBDetectorError, match="broken.nii.gz"):
         read_image(bad)
+
+
+def test_slice_thickness_is_the_largest_voxel_size_whatever_the_axis_order_and_direction():
+    direction = Rotation.from_euler("xyz", [20, -35, 50], degrees=True).as_matrix()
+    assert Geometry.from_parts((2.8, 0.9, 0.9), direction=direction).slice_thickness == pytest.approx(2.8)
+    assert Geometry.from_parts((0.5, 0.5, 0.5)).slice_thickness == pytest.approx(0.5)
