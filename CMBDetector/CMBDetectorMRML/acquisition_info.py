@@ -2,15 +2,17 @@
 (:mod:`CMBDetectorLib.trained_range`).
 
 The batch keeps what a DICOM header or a JSON sidecar said as node attributes
-(``CMBDetector.FieldStrengthT``, ``CMBDetector.EchoTimeMs``, saved with the scene); a volume
-loaded from DICOM in Slicer is looked up in the application's DICOM database through its
-``DICOM.instanceUIDs`` attribute. Attributes win over the database.
+(``CMBDetector.FieldStrengthT``, ``CMBDetector.EchoTimeMs``, saved with the scene). A volume
+loaded in Slicer from an image file (Add Data) gets what the file's JSON sidecars say (the path
+is its storage node's); one loaded from DICOM is looked up in the application's DICOM database
+through its ``DICOM.instanceUIDs`` attribute. Attributes win, then the file's sidecars.
 """
 
 from __future__ import annotations
 
 import slicer
 
+from CMBDetectorLib.sidecars import read_sidecar
 from CMBDetectorLib.trained_range import Acquisition, positive_number
 
 from .markups import ATTRIBUTE_PREFIX
@@ -48,6 +50,14 @@ def from_dicom_database(node, database) -> Acquisition:
         return Acquisition()  # a database that cannot answer only leaves the warning unchecked
 
 
+def from_source_file(node) -> Acquisition:
+    """What the JSON sidecars of the image file ``node`` was loaded from say (Slicer keeps the
+    path in the node's storage node); nothing known without one."""
+    storage = node.GetStorageNode()
+    path = storage.GetFileName() if storage is not None else None
+    return read_sidecar(path) if path else Acquisition()
+
+
 def application_database():
     """The Slicer application's DICOM database (``slicer.dicomDatabase``), None without one
     (slicer-core, or the DICOM module not set up)."""
@@ -55,9 +65,12 @@ def application_database():
 
 
 def read(node, database=None) -> Acquisition:
-    """What the node's attributes (else the DICOM database) say about its acquisition."""
+    """What the node's attributes, else its file's sidecars, else the DICOM database say about
+    its acquisition."""
     known = Acquisition(positive_number(node.GetAttribute(FIELD_ATTRIBUTE)),
                         positive_number(node.GetAttribute(ECHO_TIME_ATTRIBUTE)))
-    if None not in (known.field_strength_t, known.echo_time_ms):
-        return known
-    return known.filled_from(from_dicom_database(node, database))
+    for source in (lambda: from_source_file(node), lambda: from_dicom_database(node, database)):
+        if None not in (known.field_strength_t, known.echo_time_ms):
+            break
+        known = known.filled_from(source())
+    return known

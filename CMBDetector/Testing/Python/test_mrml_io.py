@@ -226,6 +226,25 @@ def test_a_volume_node_carries_its_acquisition_into_the_run(scene, fake_detect):
     assert acquisition_info.read(volume) == Acquisition(None, 20.0)
 
 
+def test_a_volume_loaded_from_a_file_in_slicer_gets_its_sidecars(scene, tmp_path, fake_detect):
+    """Add Data keeps the file's path in a storage node; its JSON sidecar (BIDS inheritance
+    included) gives what the node's attributes do not."""
+    fake_detect(IJK)
+    volume = volumes.volume_from_array(scene, np.ones(SHAPE, np.float32), GEOMETRY, "swi")
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    volume.SetAndObserveStorageNodeID(storage.GetID())
+    assert acquisition_info.read(volume) == Acquisition()  # a storage node without a file
+    storage.SetFileName(str(tmp_path / "sub-01" / "anat" / "sub-01_T2starw.nii.gz"))
+    assert acquisition_info.read(volume) == Acquisition()  # no sidecar
+    (tmp_path / "dataset_description.json").write_text(json.dumps({"Name": "study"}))
+    (tmp_path / "T2starw.json").write_text(json.dumps({"MagneticFieldStrength": 7, "EchoTime": 0.01}))
+    assert acquisition_info.read(volume) == Acquisition(7.0, 10.0)
+    (warning,) = CMBDetectorLogic().process(volume).result.warnings
+    assert "field strength 7 T" in warning and "echo time 10 ms" in warning
+    acquisition_info.store(volume, Acquisition(3.0, None))  # the node's own word wins
+    assert acquisition_info.read(volume) == Acquisition(3.0, 10.0)
+
+
 class DicomDatabase:
     """What the module reads of Slicer's ``slicer.dicomDatabase`` (ctkDICOMDatabase): the file
     of an instance UID and a tag's value in a file (the application is not available here)."""
