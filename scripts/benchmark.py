@@ -37,10 +37,11 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
     FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
-    found_by_size, froc, rule_variant, stress_family, stress_scan, summarise, test_scan)
+    false_positive_mimics, found_by_size, froc, rule_variant, stress_family, stress_scan, summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
+from CMBDetectorLib.evaluation.mimics import MIMICS  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
 from CMBDetectorLib.synth.acquisition import MID_SLICES_MM  # noqa: E402
@@ -164,6 +165,10 @@ def final_rows(outcomes: list, thresholds: dict) -> dict:
             "froc": {key: froc(outcomes, key) for key in (*FINAL, *NO_YOLO)},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
             "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL},
+            "false_positive_mimics": {key: {preset: {"threshold": t, "counts": false_positive_mimics(outcomes, key, t)}
+                                            for preset, t in (("balanced", thresholds[key]),
+                                                              ("high", preset_threshold("high", key == "fused+phase")))}
+                                      for key in FINAL},
             "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, thresholds[key])}
                                 for kind in sorted({o.protocol for o in outcomes}, key=protocol_order)
                                 if (subset := [o for o in outcomes if o.protocol == kind])} for key in FINAL}}
@@ -217,6 +222,18 @@ def size_lines(res: dict, prefix: str) -> list[str]:
         for key, inputs in FINAL.items())]
 
 
+def mimic_lines(res: dict, prefix: str) -> list[str]:
+    """False positives of the final pipeline by what they lie on, at the balanced and high presets."""
+    lines = []
+    for key, inputs in FINAL.items():
+        rows = res["false_positive_mimics"][key]
+        presets = " / ".join(f"{name} preset {row['threshold']}" for name, row in rows.items())
+        lines += ["", f"False positives by what they lie on, {prefix}{inputs} ({presets}; {res['n_scans']} scans): "
+                  + "; ".join(f"{kind} " + " / ".join(str(row["counts"][kind]) for row in rows.values())
+                              for kind in MIMICS) + "."]
+    return lines
+
+
 def stress_report(results: dict) -> str:
     """In-distribution and stress rows side by side (the gap is the figure to shrink)."""
     sets = {"in-distribution test": results, "stress": results["stress"]}
@@ -246,6 +263,7 @@ def stress_report(results: dict) -> str:
                  for res in sets.values()]
         lines.append(f"| {name} | " + " | ".join(f"{fmt(sens)} | {fp:.2f}" for sens, fp in cells) + " |")
     lines += size_lines(results["stress"], "stress set, ")
+    lines += mimic_lines(results["stress"], "stress set, ")
     lines += protocol_lines(results["stress"], "stress set, ")
     for key, inputs in {**FINAL, **NO_YOLO}.items():
         lines.append(f"\nFROC, stress set, {inputs} (threshold: FP/scan, sensitivity): " + "; ".join(
@@ -335,6 +353,7 @@ def report(results: dict) -> str:
                          f"{fmt(les['precision'])} | {les['fp_per_scan']:.2f} | {fmt(sub['balanced_accuracy'])} | "
                          f"{fmt(sub['precision'])} | {fmt(sub['f1'])} |")
     lines += size_lines(results, "")
+    lines += mimic_lines(results, "")
     lines += protocol_lines(results, "")
     lines.append("")
     for key, points in results["froc"].items():

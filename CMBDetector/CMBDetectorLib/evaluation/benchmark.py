@@ -20,6 +20,7 @@ from ..pipeline import final_scores, score_candidates, select
 from ..postprocess import nms_3d
 from ..size import measure_detections
 from .metrics import lesion_metrics, match_candidates, match_detections, subject_metrics
+from .mimics import MIMICS, mimic_kinds
 
 TEST_SEED0 = 100_000
 VALIDATION_SEED0 = 50_000
@@ -41,6 +42,7 @@ class ScanOutcome:
     n_candidates: int = 0
     rule_rows: dict | None = None  # candidates YOLO scored: ras, diam, magnitude, with_phase, paramagnetic
     calc_ras: np.ndarray | None = None  # calcification centres
+    mimics: dict | None = None  # final variants: what each detection lies on (:mod:`.mimics`)
 
     def matched(self, variant: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """Scores of ``variant``'s detections reaching ``threshold`` and the microbleed each hits
@@ -121,8 +123,9 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
                  "with_phase": final_scores(scored, config.models_dir, rule=NO_RULE)[look],
                  "paramagnetic": scored.paramagnetic[look]}
     calc = np.array([o.center_ras for o in scan.objects if o.kind == "calcification"], float).reshape(-1, 3)
+    mimics = {name: mimic_kinds(variants[name][0], scan.objects, scan.vessels) for name in ("fused", "fused+phase")}
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
-                       hits, len(response), rule_rows, calc)
+                       hits, len(response), rule_rows, calc, mimics)
 
 
 def reported(scored, detections: list) -> list:
@@ -152,6 +155,17 @@ def calcifications_reported(outcomes: list[ScanOutcome], variant: str, threshold
         if len(ras) and len(o.calc_ras):
             n += int((np.linalg.norm(ras[:, None] - o.calc_ras[None], axis=2).min(1) <= reach_mm).sum())
     return n
+
+
+def false_positive_mimics(outcomes: list[ScanOutcome], variant: str, threshold: float) -> dict[str, int]:
+    """False positives of a final ``variant`` at ``threshold``, counted by what they lie on."""
+    counts = dict.fromkeys(MIMICS, 0)
+    for o in outcomes:
+        keep = o.variants[variant][1] >= threshold
+        _, hit = o.matched(variant, threshold)
+        for kind in o.mimics[variant][keep][hit < 0]:
+            counts[kind] += 1
+    return counts
 
 
 def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_threshold: float | None = None) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -37,6 +37,7 @@ class SyntheticScan:
     protocol: AcquisitionProtocol
     skull_stripped: bool = False
     seed: int = 0
+    vessels: list[Vessel] = field(default_factory=list)  # the veins' centre lines in RAS mm (evaluation)
 
     @property
     def cmbs(self) -> list[SyntheticObject]:
@@ -134,7 +135,8 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
     vessels = sample_vessels(r_veins, atlas, knobs.medullary_density)
     vessels += through_slice_veins(knobs.rng, atlas, knobs.through_slice_veins)
     dchi_vein = r_veins.uniform(*VENOUS_CHI_PPM)
-    cplx = _add_veins(signal, chi, vessels, atlas, place, contrast, dchi_vein)
+    vessels_ras = _map_vessels(vessels, atlas, place)
+    cplx = _add_veins(signal, chi, vessels_ras, place, contrast, dchi_vein)
     del signal
     cplx, low = _apply_field(cplx, chi, fine, n_sub, b0, te)
     brain_mask = _average_slices(brain, n_sub) > 0.5
@@ -163,7 +165,7 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
         magnitude *= brain_mask
         phase *= brain_mask
     return SyntheticScan(magnitude.astype(np.float32), phase, labels, brain_mask, geometry, objects,
-                         protocol, skull_stripped, int(seed))
+                         protocol, skull_stripped, int(seed), vessels_ras)
 
 
 def _resample(mapping: GridMapping, maps) -> list[np.ndarray]:
@@ -188,9 +190,9 @@ def _map_vessels(vessels: list[Vessel], atlas: Atlas, place: _Placement) -> list
     return out
 
 
-def _add_veins(signal, chi, vessels, atlas, place, contrast, dchi_vein) -> np.ndarray:
+def _add_veins(signal, chi, vessels_ras, place, contrast, dchi_vein) -> np.ndarray:
     """Blend venous blood into the tissue signal (two compartments) and the susceptibility map."""
-    segs, radii = tube_segments(_map_vessels(vessels, atlas, place))
+    segs, radii = tube_segments(vessels_ras)
     frac, orient = render_tubes(place.fine.ijk_to_ras, signal.shape, segs, radii)
     chi += frac * np.float32(dchi_vein)
     inner = np.exp(np.complex64(1j * phase_per_ppm(contrast.b0_t, contrast.te_s) * dchi_vein / 6) * orient)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from CMBDetectorLib.evaluation.benchmark import ScanOutcome, calcifications_reported, found_by_size, rule_variant
+from CMBDetectorLib.evaluation.mimics import ALONG_B0, NONE
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability
 from CMBDetectorLib.phase_rule import DIAMAGNETIC_CAP, PhaseRule
 
@@ -78,8 +79,10 @@ def test_stress_report_puts_every_stage_of_both_sets_side_by_side():
         variants["candidates"] = (np.array([hit, other, false]), np.array([5.0, 4.0, 3.0]))
         variants["cnn"] = (np.array([hit, other, false]), np.array([0.9, 0.8, 0.65]))
         variants["fused-noyolo"] = (np.array([hit, other]), np.array([0.9, 0.8 if found_without_yolo else 0.5]))
+        variants["fused"] = (np.array([hit, other, false]), np.array([0.9, 0.8, 0.3]))  # a vein, above 0.2 only
+        mimics = {"fused": np.array([NONE, NONE, ALONG_B0]), "fused+phase": np.array([NONE, NONE])}
         return ScanOutcome(gt, np.array([2.0, 3.0]), variants, candidate_hits=2, rule_rows=o.rule_rows,
-                           calc_ras=o.calc_ras)
+                           calc_ras=o.calc_ras, mimics=mimics)
 
     test, stress = [outcome(True)] * 2, [outcome(False)] * 2
     results = {**bench.final_rows(test, thresholds), "stress": bench.final_rows(stress, thresholds)}
@@ -91,3 +94,5 @@ def test_stress_report_puts_every_stage_of_both_sets_side_by_side():
     assert "| + 3D CNN | 1.000 | 1.00 | 1.000 | 1.00 |" in text
     assert "candidate screen recall: in-distribution 1.000, stress 1.000" in text
     assert "FROC, stress set, magnitude only, no YOLO stage" in text
+    assert ("False positives by what they lie on, stress set, magnitude only (balanced preset 0.6 / high preset "
+            "0.2; 2 scans): vein along B0 0 / 2; vein across B0 0 / 0;") in text

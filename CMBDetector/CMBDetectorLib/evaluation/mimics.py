@@ -1,0 +1,75 @@
+"""What a detection lies on, from a synthetic scan's ground truth: the mimic behind a false
+positive (benchmark only).
+
+A vein running along B0 (through an axial slice) is a dark dot on the slice, the classic
+microbleed mimic; one running across it is a line. Calcifications, iron-rich nuclei and air-tissue
+interfaces are the other mimics the engine draws; anything else (noise, ringing, the cortical
+surface, CSF edges) is "none of these".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..synth.vessels import tube_segments
+
+ALONG_B0, ACROSS_B0 = "vein along B0", "vein across B0"
+CALCIFICATION, IRON, AIR, NONE = "calcification", "iron-rich nucleus", "air-tissue interface", "none of these"
+MIMICS = (ALONG_B0, ACROSS_B0, CALCIFICATION, IRON, AIR, NONE)
+OBJECT_KINDS = {"calcification": CALCIFICATION, "iron_nucleus": IRON, "air_artifact": AIR}
+REACH_MM = 2.0  # as for microbleeds: within the structure's radius + 2 mm
+ALONG_B0_DEG = 30.0
+B0_RAS = np.array([0.0, 0.0, 1.0])  # the engine's main field runs along the scanner's S axis
+CHUNK = 64
+
+
+def segment_distances(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """(P, S) distances in mm from ``points`` (P, 3) to line segments (S, 2, 3)."""
+    start, step = segments[:, 0], segments[:, 1] - segments[:, 0]
+    length2 = np.maximum((step ** 2).sum(1), 1e-12)
+    rel = points[:, None] - start[None]
+    t = np.clip((rel * step[None]).sum(2) / length2, 0.0, 1.0)
+    return np.linalg.norm(rel - t[..., None] * step[None], axis=2)
+
+
+def vein_kinds(points: np.ndarray, vessels: list) -> list[str | None]:
+    """For each point, the nearest vein within its radius + ``REACH_MM`` as along / across B0
+    (its local direction within ``ALONG_B0_DEG`` of B0 or not); None where there is none."""
+    out: list[str | None] = [None] * len(points)
+    if not len(points) or not vessels:
+        return out
+    segments, radii = tube_segments(vessels)
+    step = segments[:, 1] - segments[:, 0]
+    cos_b0 = np.abs(step @ B0_RAS) / np.maximum(np.linalg.norm(step, axis=1), 1e-12)
+    along = cos_b0 >= np.cos(np.radians(ALONG_B0_DEG))
+    for start in range(0, len(points), CHUNK):
+        gap = segment_distances(points[start:start + CHUNK], segments) - radii[None]
+        nearest = gap.argmin(1)
+        for i, s in enumerate(nearest):
+            if gap[i, s] <= REACH_MM:
+                out[start + i] = ALONG_B0 if along[s] else ACROSS_B0
+    return out
+
+
+def mimic_kinds(points: np.ndarray, objects: list, vessels: list) -> np.ndarray:
+    """What each point (RAS mm) lies on, first match in the order calcification, vein, iron-rich
+    nucleus, air-tissue interface, else "none of these". ``objects``: the scan's
+    ``SyntheticObject`` list; ``vessels``: its veins as RAS polylines."""
+    points = np.asarray(points, float).reshape(-1, 3)
+    kinds = np.full(len(points), NONE, dtype=object)
+
+    def near(kind: str) -> np.ndarray:
+        found = [o for o in objects if o.kind == kind]
+        if not found or not len(points):
+            return np.zeros(len(points), bool)
+        centres = np.array([o.center_ras for o in found], float)
+        reach = np.array([o.diameter_mm / 2 for o in found]) + REACH_MM
+        return (np.linalg.norm(points[:, None] - centres[None], axis=2) <= reach[None]).any(1)
+
+    veins = np.array(vein_kinds(points, vessels), dtype=object)
+    on_vein = np.array([v is not None for v in veins], bool)
+    for hit, kind in ((near("calcification"), CALCIFICATION), (on_vein, veins), (near("iron_nucleus"), IRON),
+                      (near("air_artifact"), AIR)):
+        free = hit & (kinds == NONE)
+        kinds[free] = kind[free] if isinstance(kind, np.ndarray) else kind
+    return kinds
