@@ -219,7 +219,7 @@ def test_benchmark_no_yolo_rows_are_the_pipeline_with_yolo_switched_off():
     array, geometry = sample()
     gt_ras, gt_diam = truth()
     scan = SimpleNamespace(magnitude=array, geometry=geometry, phase=read_image(SAMPLE_PHASE)[0],
-                           objects=read_objects_csv(OBJECTS),
+                           objects=read_objects_csv(OBJECTS), vessels=[],  # the sample's files keep no centre lines
                            protocol=SimpleNamespace(kind="swi3d"), cmb_truth=lambda: (gt_ras, gt_diam))
     outcome = evaluate_scan(scan, DetectorConfig())
     assert {"cnn", "cnn+yolo", "fused-noyolo", "fused", "fused+phase-noyolo", "fused+phase"} <= set(outcome.variants)
