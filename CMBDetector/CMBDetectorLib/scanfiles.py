@@ -8,6 +8,7 @@ from pathlib import Path
 
 PHASE_TAG = "_phase"
 BIDS_MAGNITUDE, BIDS_PHASE = "part-mag", "part-phase"
+BIDS_ROOT_FILE = "dataset_description.json"  # marks the top folder of a BIDS dataset
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .scanfiles import scan_name
+from .scanfiles import BIDS_ROOT_FILE, scan_name
 from .trained_range import Acquisition, echo_time_ms, positive_number
-
-BIDS_ROOT_FILE = "dataset_description.json"
 
 
 def from_sidecar(data: dict, echo: int | None = None) -> Acquisition:

@@ -73,7 +73,7 @@ def find_scans(root, exclude=()) -> tuple[list[Scan], list[Skipped]]:
     and the files/series skipped with the reason."""
     root = Path(root)
     excluded = {Path(p).resolve() for p in exclude}
-    if (root / "dataset_description.json").is_file():
+    if (root / scanfiles.BIDS_ROOT_FILE).is_file():
         excluded |= {(root / name).resolve() for name in BIDS_NOT_RAW}
     scans, skipped = [], []
     for folder in _folders(root, excluded):

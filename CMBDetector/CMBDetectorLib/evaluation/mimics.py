@@ -16,7 +16,6 @@ from ..synth.vessels import tube_segments
 ALONG_B0, ACROSS_B0 = "vein along B0", "vein across B0"
 CALCIFICATION, IRON, AIR, NONE = "calcification", "iron-rich nucleus", "air-tissue interface", "none of these"
 MIMICS = (ALONG_B0, ACROSS_B0, CALCIFICATION, IRON, AIR, NONE)
-OBJECT_KINDS = {"calcification": CALCIFICATION, "iron_nucleus": IRON, "air_artifact": AIR}
 REACH_MM = 2.0  # as for microbleeds: within the structure's radius + 2 mm
 ALONG_B0_DEG = 30.0
 B0_RAS = np.array([0.0, 0.0, 1.0])  # the engine's main field runs along the scanner's S axis
@@ -32,10 +31,10 @@ def segment_distances(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rel - t[..., None] * step[None], axis=2)
 
 
-def vein_kinds(points: np.ndarray, vessels: list) -> list[str | None]:
+def vein_kinds(points: np.ndarray, vessels: list) -> np.ndarray:
     """For each point, the nearest vein within its radius + ``REACH_MM`` as along / across B0
-    (its local direction within ``ALONG_B0_DEG`` of B0 or not); None where there is none."""
-    out: list[str | None] = [None] * len(points)
+    (its local direction within ``ALONG_B0_DEG`` of B0 or not); ``NONE`` where there is none."""
+    out = np.full(len(points), NONE, dtype=object)
     if not len(points) or not vessels:
         return out
     segments, radii = tube_segments(vessels)
@@ -45,9 +44,9 @@ def vein_kinds(points: np.ndarray, vessels: list) -> list[str | None]:
     for start in range(0, len(points), CHUNK):
         gap = segment_distances(points[start:start + CHUNK], segments) - radii[None]
         nearest = gap.argmin(1)
-        for i, s in enumerate(nearest):
-            if gap[i, s] <= REACH_MM:
-                out[start + i] = ALONG_B0 if along[s] else ACROSS_B0
+        reached = gap[np.arange(len(nearest)), nearest] <= REACH_MM
+        block = out[start:start + CHUNK]  # a view: filled in place
+        block[reached] = np.where(along[nearest[reached]], ALONG_B0, ACROSS_B0)
     return out
 
 
@@ -66,9 +65,8 @@ def mimic_kinds(points: np.ndarray, objects: list, vessels: list) -> np.ndarray:
         reach = np.array([o.diameter_mm / 2 for o in found]) + REACH_MM
         return (np.linalg.norm(points[:, None] - centres[None], axis=2) <= reach[None]).any(1)
 
-    veins = np.array(vein_kinds(points, vessels), dtype=object)
-    on_vein = np.array([v is not None for v in veins], bool)
-    for hit, kind in ((near("calcification"), CALCIFICATION), (on_vein, veins), (near("iron_nucleus"), IRON),
+    veins = vein_kinds(points, vessels)
+    for hit, kind in ((near("calcification"), CALCIFICATION), (veins != NONE, veins), (near("iron_nucleus"), IRON),
                       (near("air_artifact"), AIR)):
         free = hit & (kinds == NONE)
         kinds[free] = kind[free] if isinstance(kind, np.ndarray) else kind
