@@ -41,5 +41,5 @@ class PhaseRule:
 
 # Chosen on the validation seeds (50 000+, scripts/benchmark.py --validation prints the sweep):
 # microbleeds' paramagnetic scores stay above -0.15 there, and every cut-off from -0.2 to -0.6
-# gave the same FROC; stopping the phase from raising scores lost sensitivity (README).
+# gave the same FROC; stopping the phase from raising scores lost sensitivity (docs/MODEL_HISTORY.md).
 PHASE_RULE = PhaseRule()
