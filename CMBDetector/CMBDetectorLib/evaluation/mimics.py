@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..synth.vessels import tube_segments
+from .metrics import MATCH_MARGIN_MM, match_candidates
 
 ALONG_B0, ACROSS_B0 = "vein along B0", "vein across B0"
 CALCIFICATION, IRON, AIR, NONE = "calcification", "iron-rich nucleus", "air-tissue interface", "none of these"
 MIMICS = (ALONG_B0, ACROSS_B0, CALCIFICATION, IRON, AIR, NONE)
-REACH_MM = 2.0  # as for microbleeds: within the structure's radius + 2 mm
 ALONG_B0_DEG = 30.0
 B0_RAS = np.array([0.0, 0.0, 1.0])  # the engine's main field runs along the scanner's S axis
 CHUNK = 64
@@ -32,7 +32,8 @@ def segment_distances(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
 
 
 def vein_kinds(points: np.ndarray, vessels: list) -> np.ndarray:
-    """For each point, the nearest vein within its radius + ``REACH_MM`` as along / across B0
+    """For each point, the nearest vein within its radius + ``MATCH_MARGIN_MM`` (as for
+    microbleeds) as along / across B0
     (its local direction within ``ALONG_B0_DEG`` of B0 or not); ``NONE`` where there is none."""
     out = np.full(len(points), NONE, dtype=object)
     if not len(points) or not vessels:
@@ -44,7 +45,7 @@ def vein_kinds(points: np.ndarray, vessels: list) -> np.ndarray:
     for start in range(0, len(points), CHUNK):
         gap = segment_distances(points[start:start + CHUNK], segments) - radii[None]
         nearest = gap.argmin(1)
-        reached = gap[np.arange(len(nearest)), nearest] <= REACH_MM
+        reached = gap[np.arange(len(nearest)), nearest] <= MATCH_MARGIN_MM
         block = out[start:start + CHUNK]  # a view: filled in place
         block[reached] = np.where(along[nearest[reached]], ALONG_B0, ACROSS_B0)
     return out
@@ -57,13 +58,10 @@ def mimic_kinds(points: np.ndarray, objects: list, vessels: list) -> np.ndarray:
     points = np.asarray(points, float).reshape(-1, 3)
     kinds = np.full(len(points), NONE, dtype=object)
 
-    def near(kind: str) -> np.ndarray:
+    def near(kind: str) -> np.ndarray:  # within radius + 2 mm, as a detection hits a microbleed
         found = [o for o in objects if o.kind == kind]
-        if not found or not len(points):
-            return np.zeros(len(points), bool)
-        centres = np.array([o.center_ras for o in found], float)
-        reach = np.array([o.diameter_mm / 2 for o in found]) + REACH_MM
-        return (np.linalg.norm(points[:, None] - centres[None], axis=2) <= reach[None]).any(1)
+        centres = np.array([o.center_ras for o in found], float).reshape(-1, 3)
+        return match_candidates(points, centres, np.array([o.diameter_mm for o in found], float)) >= 0
 
     veins = vein_kinds(points, vessels)
     for hit, kind in ((near("calcification"), CALCIFICATION), (veins != NONE, veins), (near("iron_nucleus"), IRON),
