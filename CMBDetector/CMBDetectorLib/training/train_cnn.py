@@ -14,12 +14,19 @@ from ..config import MODELS_DIR
 from ..evaluation.metrics import roc_auc
 
 NEGATIVES_PER_POSITIVE = 3
+# A 24-voxel cube holds far less signal than the slice whose k-space the engine corrupts, so the
+# cube needs larger phase errors for ghosts of the same strength around a microbleed.
+MOTION_RMS_MAX = 1.0
 
 
-def augment(cubes: np.ndarray, rng: np.random.Generator, acquisition: bool = False) -> np.ndarray:
+def augment(cubes: np.ndarray, rng: np.random.Generator, acquisition: bool = False,
+            motion: bool = False) -> np.ndarray:
     """Random flips on every axis, in-plane transpose and +-10 % contrast; with ``acquisition``
-    first what another scanner changes (:func:`acquisition_augment`)."""
+    first what another scanner changes (:func:`acquisition_augment`), with ``motion`` first
+    phase-encode ghosting (:func:`motion_augment`)."""
     out = acquisition_augment(cubes, rng) if acquisition else cubes.copy()
+    if motion:
+        out = motion_augment(out, rng)
     for axis in (1, 2, 3):
         flip = rng.random(len(out)) < 0.5
         out[flip] = np.flip(out[flip], axis=axis)
@@ -46,6 +53,25 @@ def acquisition_augment(cubes: np.ndarray, rng: np.random.Generator, gain=(0.75,
     return np.where(tissue, raw, 0.0).astype(np.float32) - 1.0
 
 
+def motion_augment(cubes: np.ndarray, rng: np.random.Generator, rms=(0.0, MOTION_RMS_MAX),
+                   fraction: float = 0.25, p_motion: float = 0.5) -> np.ndarray:
+    """Standardised cubes with motion ghosting along an in-plane axis (axis 2 or 3, the phase
+    encoding), as the engine makes it (:func:`..synth.randomisation.motion_ghosts`): random phase
+    errors (RMS drawn from the range ``rms``, rad) on ``fraction`` of the k-space lines, on a share
+    ``p_motion`` of the cubes. The ghosts add in quadrature, so they fill dark cores and leave
+    bright tissue almost as it was."""
+    out = cubes.copy()
+    for n in np.flatnonzero(rng.random(len(out)) < p_motion):
+        axis = int(rng.integers(1, 3))
+        size = out.shape[axis + 1]
+        errors = np.where(rng.random(size) < fraction, rng.normal(0, rng.uniform(*rms), size), 0.0)
+        shape = [1, 1, 1]
+        shape[axis] = size
+        k = np.fft.fft(out[n] + 1.0, axis=axis) * np.exp(1j * errors).reshape(shape)
+        out[n] = np.abs(np.fft.ifft(k, axis=axis)).astype(np.float32) - 1.0
+    return out
+
+
 def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator,
                   negatives_per_positive: int = NEGATIVES_PER_POSITIVE) -> np.ndarray:
     """One epoch's shuffled sample of ``pool``: every positive and a fresh random draw of negatives."""
@@ -55,11 +81,13 @@ def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator
 
 
 def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, width: int = 8, seed: int = 0,
-          device: str = "cpu", init: Path | None = None, lr: float = 2e-3, acquisition: bool = False) -> dict:
+          device: str = "cpu", init: Path | None = None, lr: float = 2e-3, acquisition: bool = False,
+          motion: bool = False) -> dict:
     """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans).
 
     ``lr`` is the one-cycle peak learning rate; a fine-tune that should keep what ``init`` knows
-    wants a lower one than a fresh start. ``acquisition`` adds :func:`acquisition_augment`."""
+    wants a lower one than a fresh start. ``acquisition`` adds :func:`acquisition_augment`,
+    ``motion`` :func:`motion_augment`."""
     import torch
 
     torch.manual_seed(seed)
@@ -88,7 +116,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         sample = epoch_indices(labels, tr, rng)
         for start in range(0, len(sample), batch_size):
             idx = sample[start:start + batch_size]
-            x = torch.from_numpy(augment(cubes[idx], rng, acquisition)[:, None]).to(device)
+            x = torch.from_numpy(augment(cubes[idx], rng, acquisition, motion)[:, None]).to(device)
             y = torch.from_numpy(labels[idx]).to(device)
             opt.zero_grad()
             loss = loss_fn(model(x)[:, 0], y)
@@ -103,7 +131,8 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
             best = {"val_auc": auc, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
     checkpoint = {"state_dict": best["state_dict"], "width": width, "patch_size": PATCH_SIZE,
                   "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed,
-                  "init": str(init) if init else "", "lr": lr, "acquisition_augment": acquisition}
+                  "init": str(init) if init else "", "lr": lr, "acquisition_augment": acquisition,
+                  "motion_augment": motion}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     print(f"[cnn] saved {out} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})", flush=True)
@@ -133,9 +162,11 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak learning rate")
     parser.add_argument("--acquisition-augment", action="store_true",
                         help="also augment gain, noise and slice-axis blur (another scanner's cubes)")
+    parser.add_argument("--motion-augment", action="store_true",
+                        help="also augment phase-encode ghosting (motion during a 2D GRE)")
     args = parser.parse_args(argv)
     train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init, lr=args.lr,
-          acquisition=args.acquisition_augment)
+          acquisition=args.acquisition_augment, motion=args.motion_augment)
 
 
 def _cuda() -> bool:

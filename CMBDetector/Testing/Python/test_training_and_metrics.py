@@ -6,7 +6,7 @@ import torch
 
 from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
-from CMBDetectorLib.training.train_cnn import acquisition_augment, epoch_indices, train
+from CMBDetectorLib.training.train_cnn import acquisition_augment, epoch_indices, motion_augment, train
 
 
 def tiny_cube_set(path, n=48):
@@ -24,9 +24,10 @@ def test_train_cnn_writes_loadable_checkpoint_and_fine_tunes(tmp_path):
     first = train([data], tmp_path / "a" / CNN_WEIGHTS, epochs=1, batch_size=16)
     assert 0.0 <= first["val_auc"] <= 1.0 and first["init"] == ""
     second = train([data, data], tmp_path / "b" / CNN_WEIGHTS, epochs=1, batch_size=16,
-                   init=tmp_path / "a" / CNN_WEIGHTS, lr=1e-9, acquisition=True)
+                   init=tmp_path / "a" / CNN_WEIGHTS, lr=1e-9, acquisition=True, motion=True)
     assert second["init"].endswith(CNN_WEIGHTS) and second["n_train"] > first["n_train"] and second["lr"] == 1e-9
     assert second["acquisition_augment"] and not first["acquisition_augment"]
+    assert second["motion_augment"] and not first["motion_augment"]
     for name, weights in first["state_dict"].items():  # a vanishing rate leaves the starting weights
         if weights.is_floating_point() and "running" not in name:
             assert torch.allclose(weights, second["state_dict"][name], atol=1e-6), name
@@ -57,6 +58,21 @@ def test_acquisition_augment_moves_each_knob_and_leaves_outside_the_brain():
     assert np.allclose(blurred[:, c, c, c - 3], 0, atol=1e-6)  # but not within the slice
     for out in (dim, noisy, blurred):
         assert np.all(out[:, :4] == -1.0)
+
+
+def test_motion_augment_ghosts_within_the_slice_and_fills_the_core():
+    cubes, c = lesion_cubes(8), PATCH_SIZE // 2
+    assert np.allclose(motion_augment(cubes, np.random.default_rng(0), rms=(0.0, 0.0), p_motion=1.0), cubes, atol=1e-6)
+    ghosted = motion_augment(cubes, np.random.default_rng(0), rms=(1.0, 1.0), p_motion=1.0, fraction=0.5)
+    rise = ghosted[:, c, c, c] - cubes[:, c, c, c]
+    assert rise.min() > -0.01 and rise.mean() > 0.05  # the dark core is filled in...
+    lesion_slices = ghosted[:, c - 1:c + 2].copy()
+    lesion_slices[:, :, c - 1:c + 2, c - 1:c + 2] = 0
+    assert np.abs(lesion_slices).max(axis=(1, 2, 3)).min() > 0.02  # ...its ghosts spread along a line in the slice
+    assert np.allclose(ghosted[:, 4:c - 1], 0, atol=1e-5)  # slices without the lesion keep their even tissue
+    assert np.allclose(ghosted[:, :4], -1.0, atol=1e-5)  # and outside the brain stays outside
+    none = motion_augment(cubes, np.random.default_rng(0), p_motion=0.0)
+    assert np.array_equal(none, cubes)
 
 
 def test_epoch_sample_keeps_all_positives_and_limits_negatives():
