@@ -14,8 +14,10 @@ from ..config import MODELS_DIR
 from ..evaluation.metrics import roc_auc
 
 NEGATIVES_PER_POSITIVE = 3
-# A 24-voxel cube holds far less signal than the slice whose k-space the engine corrupts, so the
-# cube needs larger phase errors for ghosts of the same strength around a microbleed.
+# A 24-voxel cube holds far less signal than the slice whose k-space the engine corrupts, so it
+# needs larger phase errors for ghosts of the same strength: on training seeds 9,100-9,105 the
+# engine's 0.3 rad (WIDE's top) fills microbleed cores as 0.5 rad does here, and 1 rad as much
+# as the brightest ghosts near the skull base (docs/MODEL_HISTORY.md, "Round 11").
 MOTION_RMS_MAX = 1.0
 
 
@@ -55,7 +57,7 @@ def acquisition_augment(cubes: np.ndarray, rng: np.random.Generator, gain=(0.75,
 
 def motion_augment(cubes: np.ndarray, rng: np.random.Generator, rms=(0.0, MOTION_RMS_MAX),
                    fraction: float = 0.25, p_motion: float = 0.5) -> np.ndarray:
-    """Standardised cubes with motion ghosting along an in-plane axis (axis 2 or 3, the phase
+    """Standardised cubes with motion ghosting along an in-plane axis (j or i, the phase
     encoding), as the engine makes it (:func:`..synth.randomisation.motion_ghosts`): random phase
     errors (RMS drawn from the range ``rms``, rad) on ``fraction`` of the k-space lines, on a share
     ``p_motion`` of the cubes. The ghosts add in quadrature, so they fill dark cores and leave
