@@ -12,6 +12,7 @@ from scipy import ndimage
 from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, standardise
 from ..config import MODELS_DIR
 from ..evaluation.metrics import roc_auc
+from ..synth.randomisation import motion_ghosts
 
 NEGATIVES_PER_POSITIVE = 3
 # A 24-voxel cube holds far less signal than the slice whose k-space the engine corrupts, so it
@@ -58,19 +59,16 @@ def acquisition_augment(cubes: np.ndarray, rng: np.random.Generator, gain=(0.75,
 def motion_augment(cubes: np.ndarray, rng: np.random.Generator, rms=(0.0, MOTION_RMS_MAX),
                    fraction: float = 0.25, p_motion: float = 0.5) -> np.ndarray:
     """Standardised cubes with motion ghosting along an in-plane axis (j or i, the phase
-    encoding), as the engine makes it (:func:`..synth.randomisation.motion_ghosts`): random phase
+    encoding), with the engine's :func:`..synth.randomisation.motion_ghosts`: random phase
     errors (RMS drawn from the range ``rms``, rad) on ``fraction`` of the k-space lines, on a share
     ``p_motion`` of the cubes. The ghosts add in quadrature, so they fill dark cores and leave
     bright tissue almost as it was."""
     out = cubes.copy()
     for n in np.flatnonzero(rng.random(len(out)) < p_motion):
-        axis = int(rng.integers(1, 3))
-        size = out.shape[axis + 1]
-        errors = np.where(rng.random(size) < fraction, rng.normal(0, rng.uniform(*rms), size), 0.0)
-        shape = [1, 1, 1]
-        shape[axis] = size
-        k = np.fft.fft(out[n] + 1.0, axis=axis) * np.exp(1j * errors).reshape(shape)
-        out[n] = np.abs(np.fft.ifft(k, axis=axis)).astype(np.float32) - 1.0
+        along_i = rng.random() < 0.5  # motion_ghosts corrupts the lines along j
+        raw = (out[n] + 1.0).swapaxes(1, 2) if along_i else out[n] + 1.0
+        ghosted = np.abs(motion_ghosts(rng, raw, rng.uniform(*rms), fraction))
+        out[n] = (ghosted.swapaxes(1, 2) if along_i else ghosted) - 1.0
     return out
 
 
