@@ -37,14 +37,14 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
     FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
-    false_positive_mimics, found_by_size, froc, rule_variant, stress_family, stress_scan, summarise, test_scan)
+    false_positive_mimics, found_by_size, froc, protocol_family, rule_variant, stress_scan, summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
 from CMBDetectorLib.evaluation.mimics import MIMICS  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
-from CMBDetectorLib.synth.acquisition import MID_SLICES_MM  # noqa: E402
+from CMBDetectorLib.synth.acquisition import MID_SLICES_MM, SHIFTED_FAMILY  # noqa: E402
 from CMBDetectorLib.synth.randomisation import WIDE  # noqa: E402
 from CMBDetectorLib.trained_range import TRAINED_SLICES_MM  # noqa: E402
 
@@ -58,6 +58,7 @@ NO_YOLO = {"fused-noyolo": "magnitude only, no YOLO stage", "fused+phase-noyolo"
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the issue's "2 cores")
 MID_SLICES = "{}-{} mm slices".format(*MID_SLICES_MM)  # the --mid-slices validation draw
+SHIFTED = "; ".join(f"{b0:g} T TE {te0:g}-{te1:g} ms {s0:g}-{s1:g} mm" for b0, (te0, te1), (s0, s1) in SHIFTED_FAMILY)
 TRAINED_SLICES = ", ".join(f"{lo:g}-{hi:g} mm {kind}" for kind, (lo, hi) in TRAINED_SLICES_MM.items())
 
 
@@ -102,24 +103,24 @@ def profile_scan(device: str, models_dir: Path, with_phase: bool) -> dict:
 
 
 def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = False, wide: bool = False,
-                 mid_slices: bool = False):
+                 draw: str | None = None):
     """Outcome, protocol and location figures (None for the stress set) of the n-th held-out (or
-    stress) scan, drawn with the engine's WIDE randomisation when ``wide`` and as a 3D SWI with
-    ``MID_SLICES_MM`` slices when ``mid_slices`` (one worker process, one torch thread)."""
+    stress) scan, drawn with the engine's WIDE randomisation when ``wide`` and with a validation
+    protocol ``draw`` (:data:`VALIDATION_DRAWS`) when given (one worker process, one torch thread)."""
     import SimpleITK as sitk
     import torch
 
     torch.set_num_threads(1)
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(LOCATION_THREADS)
-    scan = stress_scan(n, seed0) if stress else test_scan(n, seed0, WIDE if wide else None, mid_slices)
+    scan = stress_scan(n, seed0) if stress else test_scan(n, seed0, WIDE if wide else None, draw)
     outcome = evaluate_scan(scan, config)
-    if stress:
-        outcome.protocol = stress_family(scan.protocol)
+    if stress or draw == "shifted":
+        outcome.protocol = protocol_family(scan.protocol, None if stress else SHIFTED_FAMILY)
     return outcome, scan.protocol, None if stress else evaluate_location(scan)
 
 
 def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int, stress: bool = False,
-                 wide: bool = False, first: int = 0, mid_slices: bool = False):
+                 wide: bool = False, first: int = 0, draw: str | None = None):
     """Outcomes and location figures of ``n_scans`` scans from the ``first``-th after ``seed0``, and
     how many are 1.5 T 2D GRE."""
     outcomes, locations, n_gre = [], [], 0
@@ -127,7 +128,7 @@ def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int,
     name = "stress" if stress else "benchmark"
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, (outcome, protocol, located) in enumerate(pool.map(
-                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide, mid_slices=mid_slices),
+                partial(evaluate_nth, seed0=seed0, config=config, stress=stress, wide=wide, draw=draw),
                 range(first, first + n_scans))):
             n_gre += protocol.kind == "gre2d" and protocol.field_strength_t == 1.5
             outcomes.append(outcome)
@@ -399,6 +400,9 @@ def main(argv=None):
     parser.add_argument("--mid-slices", action="store_true",
                         help=f"with --validation: every held-out scan a 3D SWI with {MID_SLICES}, between "
                              f"the trained regimes ({TRAINED_SLICES})")
+    parser.add_argument("--shifted", action="store_true",
+                        help=f"with --validation: every held-out scan a 3D SWI of the shifted validation family "
+                             f"({SHIFTED}; WIDE randomisation), outside the training and the stress ranges")
     parser.add_argument("--first", type=int, default=0,
                         help="with --validation: start at this validation scan (a fresh block for a second look)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, Markdown and plot go")
@@ -411,12 +415,15 @@ def main(argv=None):
     if args.validation and args.stress:
         parser.error("--stress reports the stress test seeds: not with --validation (use --wide to validate on "
                      "the widened family)")
-    if args.mid_slices and not args.validation:
-        parser.error("--mid-slices draws validation scans for a choice: use it with --validation")
+    if (args.mid_slices or args.shifted) and not args.validation:
+        parser.error("--mid-slices and --shifted draw validation scans for a choice: use them with --validation")
+    if args.mid_slices and args.shifted:
+        parser.error("choose one protocol draw: --mid-slices or --shifted")
+    draw = "mid-slices" if args.mid_slices else "shifted" if args.shifted else None
     if args.first and not args.validation:
         parser.error("--first picks a block of validation scans: the test seeds are reported from the first one")
-    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide, first=args.first,
-                                              mid_slices=args.mid_slices)
+    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide or args.shifted,
+                                              first=args.first, draw=draw)
     stress = evaluate_set(args.n, STRESS_SEED0, config, args.workers, stress=True)[0] if args.stress else None
     import torch
 
@@ -427,7 +434,8 @@ def main(argv=None):
     results = {
         **final_rows(outcomes, thresholds),  # first: the keys below (all variants' FROC) take precedence
         "seeds": ("validation" if args.validation else "test") + (f" from scan {args.first}" if args.first else "")
-                 + (", WIDE randomisation" if args.wide else "") + (f", 3D {MID_SLICES}" if args.mid_slices else ""),
+                 + (", WIDE randomisation" if args.wide or args.shifted else "")
+                 + (f", 3D {MID_SLICES}" if args.mid_slices else "") + (f", shifted: {SHIFTED}" if args.shifted else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,

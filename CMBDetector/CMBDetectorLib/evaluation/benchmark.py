@@ -37,7 +37,7 @@ class ScanOutcome:
     gt_ras: np.ndarray
     gt_diam: np.ndarray
     variants: dict  # name -> (det_ras (N,3), det_scores (N,)) at threshold 0
-    protocol: str = ""  # "3D SWI" or "2D GRE"; the stress family (stress_family) on the stress set
+    protocol: str = ""  # "3D SWI" or "2D GRE"; the family (protocol_family) on family-drawn sets
     candidate_hits: int = 0  # microbleeds with a candidate within radius + 2 mm, before suppression
     n_candidates: int = 0
     rule_rows: dict | None = None  # candidates YOLO scored: ras, diam, magnitude, with_phase, paramagnetic
@@ -45,38 +45,47 @@ class ScanOutcome:
     mimics: dict | None = None  # final variants: what each detection lies on (:mod:`.mimics`)
 
     def matched(self, variant: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of ``variant``'s detections reaching ``threshold`` and the microbleed each hits
-        (index, or -1), matched by :func:`match_detections`."""
+        """Which of ``variant``'s detections reach ``threshold`` (a mask) and the microbleed each of
+        those hits (index, or -1), matched by :func:`match_detections`."""
         ras, scores = self.variants[variant]
         keep = scores >= threshold
-        return scores[keep], match_detections(ras[keep], scores[keep], self.gt_ras, self.gt_diam)
+        return keep, match_detections(ras[keep], scores[keep], self.gt_ras, self.gt_diam)
 
 
-def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, mid_slices: bool = False):
+VALIDATION_DRAWS = ("mid-slices", "shifted")  # protocol draws for choices (validation seeds only)
+
+
+def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, draw: str | None = None):
     """The n-th held-out synthetic scan (``seed0`` = VALIDATION_SEED0 for threshold tuning);
     ``randomisation`` (default: the engine's OFF) widens the engine (:mod:`..synth.randomisation`);
-    ``mid_slices`` makes every scan a 3D SWI with slices between the trained regimes."""
+    ``draw`` "mid-slices" makes every scan a 3D SWI with slices between the trained regimes,
+    "shifted" one of the shifted validation family (outside the training and stress ranges)."""
     from ..synth import generate_scan, sample_protocol
-    from ..synth.acquisition import sample_mid_slice_protocol
+    from ..synth.acquisition import sample_mid_slice_protocol, sample_shifted_protocol
     from ..synth.randomisation import OFF
 
+    if draw is not None and draw not in VALIDATION_DRAWS:
+        raise ValueError(f"unknown protocol draw {draw!r}; use one of {VALIDATION_DRAWS}")
     seed = seed0 + n
     rng = np.random.default_rng(seed)
-    if mid_slices:
+    if draw == "mid-slices":
         protocol = sample_mid_slice_protocol(rng)
+    elif draw == "shifted":
+        protocol = sample_shifted_protocol(rng)
     else:
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5) if n % 4 == 3 else None
     return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF)
 
 
-def stress_family(protocol) -> str:
-    """The stress family a stress protocol was drawn from: "7 T, TE 8-12 ms" or "3 T, TE 45-55 ms"."""
+def protocol_family(protocol, families=None) -> str:
+    """The family a family-drawn protocol came from, e.g. "7 T, TE 8-12 ms" (``families``: the
+    stress family unless given, e.g. ``SHIFTED_FAMILY``)."""
     from ..synth.acquisition import STRESS_FAMILY
 
-    for b0, (te0, te1), _ in STRESS_FAMILY:
+    for b0, (te0, te1), _ in STRESS_FAMILY if families is None else families:
         if protocol.field_strength_t == b0 and te0 <= protocol.te_ms <= te1:
             return f"{b0:g} T, TE {te0:g}-{te1:g} ms"
-    raise ValueError(f"{protocol} is not a stress protocol")
+    raise ValueError(f"{protocol} is not a protocol of these families")
 
 
 def stress_scan(n: int, seed0: int = STRESS_SEED0):
@@ -161,8 +170,7 @@ def false_positive_mimics(outcomes: list[ScanOutcome], variant: str, threshold: 
     """False positives of a final ``variant`` at ``threshold``, counted by what they lie on."""
     counts = dict.fromkeys(MIMICS, 0)
     for o in outcomes:
-        keep = o.variants[variant][1] >= threshold
-        _, hit = o.matched(variant, threshold)
+        keep, hit = o.matched(variant, threshold)
         for kind in o.mimics[variant][keep][hit < 0]:
             counts[kind] += 1
     return counts
@@ -175,13 +183,13 @@ def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_
     has_cmb, predicted, scan_scores = [], [], []
     for o in outcomes:
         scores = o.variants[variant][1]
-        kept, matched = o.matched(variant, threshold)
+        keep, matched = o.matched(variant, threshold)
         tp += int((matched >= 0).sum())
         fp += int((matched < 0).sum())
         n_gt += len(o.gt_ras)
         has_cmb.append(len(o.gt_ras) > 0)
         best = float(scores.max()) if len(scores) else 0.0
-        predicted.append(len(kept) > 0 if scan_threshold is None else best >= scan_threshold)
+        predicted.append(bool(keep.any()) if scan_threshold is None else best >= scan_threshold)
         scan_scores.append(best)
     return {"lesion": lesion_metrics(tp, fp, n_gt, len(outcomes)),
             "subject": subject_metrics(np.array(has_cmb), np.array(predicted), np.array(scan_scores))}

@@ -50,7 +50,7 @@ def detection_labels(outcomes, variant: str, floor: float = CALIBRATION_FLOOR) -
     """Scores and hit labels of every detection of ``variant`` scoring >= ``floor``."""
     scores, labels = [], []
     for o in outcomes:
-        kept, matched = o.matched(variant, floor)
-        scores.append(kept)
+        keep, matched = o.matched(variant, floor)
+        scores.append(o.variants[variant][1][keep])
         labels.append(matched >= 0)
     return np.concatenate(scores) if scores else np.zeros(0), np.concatenate(labels) if labels else np.zeros(0, bool)

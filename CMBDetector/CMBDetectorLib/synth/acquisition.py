@@ -125,10 +125,15 @@ def in_training_ranges(protocol: AcquisitionProtocol) -> bool:
             and lo <= protocol.spacing_mm[2] <= hi)
 
 
-def sample_stress_protocol(rng: np.random.Generator) -> AcquisitionProtocol:
-    """A protocol of the stress test family: 7 T short TE or 3 T long TE, 3D SWI with 2.5-3 mm
-    slices; field or TE and the slice thickness all lie outside the training ranges."""
-    b0, (te0, te1), (s0, s1) = STRESS_FAMILY[int(rng.integers(len(STRESS_FAMILY)))]
+SHIFTED_FAMILY = (  # validation draws only: outside every training range and every stress family
+    (5.0, (18.0, 24.0), (2.1, 2.4)),
+    (1.5, (45.0, 60.0), (3.2, 3.8)),
+)
+
+
+def _family_protocol(rng: np.random.Generator, families) -> AcquisitionProtocol:
+    """A 3D SWI protocol of one of ``families`` (B0, TE range, slice range each), drawn at random."""
+    b0, (te0, te1), (s0, s1) = families[int(rng.integers(len(families)))]
     te = rng.uniform(te0, te1)
     s_ip = rng.uniform(0.8, 1.0)
     s_k = float(np.round(rng.uniform(s0, s1), 1))
@@ -139,6 +144,19 @@ def sample_stress_protocol(rng: np.random.Generator) -> AcquisitionProtocol:
     flip = rng.uniform(8, 13)
     return AcquisitionProtocol(b0, round(float(te), 2), "swi3d", (round(s_ip, 3), round(s_ip, 3), s_k),
                                (n_ip, n_ip, n_k), round(float(snr), 1), round(float(tr), 1), round(float(flip), 1))
+
+
+def sample_stress_protocol(rng: np.random.Generator) -> AcquisitionProtocol:
+    """A protocol of the stress test family: 7 T short TE or 3 T long TE, 3D SWI with 2.5-3 mm
+    slices; field or TE and the slice thickness all lie outside the training ranges."""
+    return _family_protocol(rng, STRESS_FAMILY)
+
+
+def sample_shifted_protocol(rng: np.random.Generator) -> AcquisitionProtocol:
+    """A protocol of the shifted validation family (``SHIFTED_FAMILY``): 5 T or 1.5 T long-TE 3D
+    SWI, outside the training ranges as the stress family is, and outside the stress family too, so
+    that choices made for scans unlike the training ones never see the stress protocols."""
+    return _family_protocol(rng, SHIFTED_FAMILY)
 
 
 def scan_geometry(protocol: AcquisitionProtocol, shape_ijk, direction, center_ras) -> Geometry:

@@ -20,14 +20,19 @@ NEGATIVES_PER_POSITIVE = 3
 # engine's 0.3 rad (WIDE's top) fills microbleed cores as 0.5 rad does here, and 1 rad as much
 # as the brightest ghosts near the skull base (docs/MODEL_HISTORY.md, "Round 11").
 MOTION_RMS_MAX = 1.0
+# B0 x TE relative to the training scan's: the training protocols span 1.5 T x 25-40 ms to 3 T x
+# 15-30 ms (22-90 T ms); the factor reaches scans with half to 2.5 times a cube's own.
+ECHO_FACTOR = (0.5, 2.5)
 
 
 def augment(cubes: np.ndarray, rng: np.random.Generator, acquisition: bool = False,
-            motion: bool = False) -> np.ndarray:
+            motion: bool = False, echo: bool = False) -> np.ndarray:
     """Random flips on every axis, in-plane transpose and +-10 % contrast; with ``acquisition``
     first what another scanner changes (:func:`acquisition_augment`), with ``motion`` first
-    phase-encode ghosting (:func:`motion_augment`)."""
-    out = acquisition_augment(cubes, rng) if acquisition else cubes.copy()
+    phase-encode ghosting (:func:`motion_augment`), with ``echo`` first another field strength
+    times echo time (:func:`echo_augment`)."""
+    out = echo_augment(cubes, rng) if echo else cubes
+    out = acquisition_augment(out, rng) if acquisition else out.copy()
     if motion:
         out = motion_augment(out, rng)
     for axis in (1, 2, 3):
@@ -56,6 +61,24 @@ def acquisition_augment(cubes: np.ndarray, rng: np.random.Generator, gain=(0.75,
     return np.where(tissue, raw, 0.0).astype(np.float32) - 1.0
 
 
+def echo_augment(cubes: np.ndarray, rng: np.random.Generator, factor=ECHO_FACTOR,
+                 p_echo: float = 0.5) -> np.ndarray:
+    """Standardised cubes as a scan with another B0 x TE would give them, on a share ``p_echo``:
+    for a factor f (log-uniform in ``factor``) each voxel's level over the brain median is raised
+    to the power f (signal decays as exp(-TE R2*) and R2* grows with B0, so contrast against the
+    tissue scales with B0 x TE), and the cube is zoomed about its centre by f^(1/3) (a sphere's
+    blooming, and a vein's apparent calibre, grow about so). Voxels outside the brain stay 0."""
+    out = cubes.copy()
+    centre = (np.asarray(cubes.shape[1:], float) - 1) / 2
+    for n in np.flatnonzero(rng.random(len(out)) < p_echo):
+        f = float(np.exp(rng.uniform(*np.log(factor))))
+        raw = np.clip(out[n] + 1.0, 0.0, None) ** f
+        zoom = f ** (1 / 3)
+        out[n] = ndimage.affine_transform(raw, np.full(3, 1 / zoom), offset=centre * (1 - 1 / zoom), order=1,
+                                          mode="nearest") - 1.0
+    return out
+
+
 def motion_augment(cubes: np.ndarray, rng: np.random.Generator, rms=(0.0, MOTION_RMS_MAX),
                    fraction: float = 0.25, p_motion: float = 0.5) -> np.ndarray:
     """Standardised cubes with motion ghosting along an in-plane axis (j or i, the phase
@@ -82,12 +105,12 @@ def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator
 
 def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, width: int = 8, seed: int = 0,
           device: str = "cpu", init: Path | None = None, lr: float = 2e-3, acquisition: bool = False,
-          motion: bool = False) -> dict:
+          motion: bool = False, echo: bool = False) -> dict:
     """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans).
 
     ``lr`` is the one-cycle peak learning rate; a fine-tune that should keep what ``init`` knows
     wants a lower one than a fresh start. ``acquisition`` adds :func:`acquisition_augment`,
-    ``motion`` :func:`motion_augment`."""
+    ``motion`` :func:`motion_augment`, ``echo`` :func:`echo_augment`."""
     import torch
 
     torch.manual_seed(seed)
@@ -116,7 +139,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         sample = epoch_indices(labels, tr, rng)
         for start in range(0, len(sample), batch_size):
             idx = sample[start:start + batch_size]
-            x = torch.from_numpy(augment(cubes[idx], rng, acquisition, motion)[:, None]).to(device)
+            x = torch.from_numpy(augment(cubes[idx], rng, acquisition, motion, echo)[:, None]).to(device)
             y = torch.from_numpy(labels[idx]).to(device)
             opt.zero_grad()
             loss = loss_fn(model(x)[:, 0], y)
@@ -132,7 +155,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
     checkpoint = {"state_dict": best["state_dict"], "width": width, "patch_size": PATCH_SIZE,
                   "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed,
                   "init": str(init) if init else "", "lr": lr, "acquisition_augment": acquisition,
-                  "motion_augment": motion}
+                  "motion_augment": motion, "echo_augment": echo}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     print(f"[cnn] saved {out} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})", flush=True)
@@ -164,9 +187,11 @@ def main(argv=None):
                         help="also augment gain, noise and slice-axis blur (another scanner's cubes)")
     parser.add_argument("--motion-augment", action="store_true",
                         help="also augment phase-encode ghosting (motion during a 2D GRE)")
+    parser.add_argument("--echo-augment", action="store_true",
+                        help="also augment the contrast and blooming of another field strength x echo time")
     args = parser.parse_args(argv)
     train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init, lr=args.lr,
-          acquisition=args.acquisition_augment, motion=args.motion_augment)
+          acquisition=args.acquisition_augment, motion=args.motion_augment, echo=args.echo_augment)
 
 
 def _cuda() -> bool:

@@ -1,5 +1,5 @@
 """Domain-randomisation knobs move the image; OFF keeps the engine; the stress family lies outside
-every training range."""
+every training range, and the shifted validation family outside the training and stress ranges."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from CMBDetectorLib.synth import AcquisitionProtocol, generate_scan, sample_protocol
-from CMBDetectorLib.synth.acquisition import (FIELDS, MID_SLICES_MM, TRAINING_SLICES_MM, TRAINING_TE_MS, bias_field,
-                                              in_training_ranges, sample_mid_slice_protocol, sample_stress_protocol,
-                                              with_slices)
+from CMBDetectorLib.synth.acquisition import (FIELDS, MID_SLICES_MM, SHIFTED_FAMILY, STRESS_FAMILY, TRAINING_SLICES_MM,
+                                              TRAINING_TE_MS, bias_field, in_training_ranges, sample_mid_slice_protocol,
+                                              sample_shifted_protocol, sample_stress_protocol, with_slices)
 from CMBDetectorLib.synth.anatomy import load_atlas
 from CMBDetectorLib.synth.objects import sample_cmbs
 from CMBDetectorLib.synth.randomisation import (OFF, STRESS, WIDE, Randomisation, atrophy_fractions,
@@ -145,11 +145,39 @@ def test_wide_training_recipe_reaches_the_engine(monkeypatch):
     assert seen == [OFF, WIDE]
 
 
-def test_every_stress_protocol_names_its_family():
-    from CMBDetectorLib.evaluation.benchmark import stress_family
+def test_every_stress_and_shifted_protocol_names_its_family():
+    from CMBDetectorLib.evaluation.benchmark import protocol_family
 
     rng = np.random.default_rng(7)
-    families = {stress_family(sample_stress_protocol(rng)) for _ in range(200)}
+    families = {protocol_family(sample_stress_protocol(rng)) for _ in range(200)}
     assert families == {"7 T, TE 8-12 ms", "3 T, TE 45-55 ms"}
-    with pytest.raises(ValueError):
-        stress_family(sample_protocol(rng))
+    shifted = {protocol_family(sample_shifted_protocol(rng), SHIFTED_FAMILY) for _ in range(200)}
+    assert shifted == {"5 T, TE 18-24 ms", "1.5 T, TE 45-60 ms"}
+    for protocol in (sample_protocol(rng), sample_shifted_protocol(rng)):
+        with pytest.raises(ValueError):
+            protocol_family(protocol)  # neither a training nor a shifted protocol is a stress one
+
+
+def test_shifted_validation_protocols_lie_outside_training_and_stress_ranges():
+    rng = np.random.default_rng(3)
+    for p in (sample_shifted_protocol(rng) for _ in range(200)):
+        assert p.kind == "swi3d" and not in_training_ranges(p)
+        assert p.field_strength_t not in FIELDS or not TRAINING_TE_MS[0] <= p.te_ms <= TRAINING_TE_MS[1]
+        assert all(not lo <= p.spacing_mm[2] <= hi for lo, hi in TRAINING_SLICES_MM.values())
+        for b0, (te0, te1), (s0, s1) in STRESS_FAMILY:
+            assert p.field_strength_t != b0 or not te0 <= p.te_ms <= te1
+            assert not s0 <= p.spacing_mm[2] <= s1
+
+
+def test_validation_draws_reach_the_engine(monkeypatch):
+    import CMBDetectorLib.synth as synth
+    from CMBDetectorLib.evaluation.benchmark import VALIDATION_SEED0, test_scan
+
+    seen = []
+    monkeypatch.setattr(synth, "generate_scan", lambda seed, protocol=None, **kw: seen.append((protocol, kw)))
+    test_scan(4, VALIDATION_SEED0, WIDE, "shifted")
+    test_scan(4, VALIDATION_SEED0, None, "mid-slices")
+    assert not in_training_ranges(seen[0][0]) and seen[0][1]["randomisation"] is WIDE
+    assert MID_SLICES_MM[0] <= seen[1][0].spacing_mm[2] <= MID_SLICES_MM[1] and seen[1][1]["randomisation"] is OFF
+    with pytest.raises(ValueError, match="unknown protocol draw"):
+        test_scan(4, VALIDATION_SEED0, None, "thin")

@@ -9,7 +9,8 @@ import SimpleITK as sitk
 
 from CMBDetectorLib import dicomseries
 from CMBDetectorLib.geometry import Geometry
-from CMBDetectorLib.synth.acquisition import (sample_mid_slice_protocol, sample_protocol, sample_stress_protocol,
+from CMBDetectorLib.synth.acquisition import (sample_mid_slice_protocol, sample_protocol, sample_shifted_protocol,
+                                              sample_stress_protocol,
                                               scan_geometry)
 from CMBDetectorLib.trained_range import Acquisition, echo_time_ms, outside_training, range_warning
 from conftest import write_dicom_series
@@ -35,6 +36,8 @@ def test_training_protocols_pass_and_every_stress_protocol_is_flagged():
         assert all(f.startswith(("field strength 7 T", "echo time")) for f in found[1:])
         (slices,) = protocol_check(sample_mid_slice_protocol(rng))
         assert "between the 1-2 mm 3D and 4-5 mm 2D" in slices
+        found = protocol_check(sample_shifted_protocol(rng))  # 5 T (any TE), or 1.5 T with TE 45-60 ms
+        assert found[0].startswith("slices") and found[1].startswith(("field strength 5 T", "echo time"))
 
 
 @pytest.mark.parametrize("spacing, expected", [

@@ -6,7 +6,7 @@ import torch
 
 from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
-from CMBDetectorLib.training.train_cnn import acquisition_augment, epoch_indices, motion_augment, train
+from CMBDetectorLib.training.train_cnn import acquisition_augment, echo_augment, epoch_indices, motion_augment, train
 
 
 def tiny_cube_set(path, n=48):
@@ -24,10 +24,11 @@ def test_train_cnn_writes_loadable_checkpoint_and_fine_tunes(tmp_path):
     first = train([data], tmp_path / "a" / CNN_WEIGHTS, epochs=1, batch_size=16)
     assert 0.0 <= first["val_auc"] <= 1.0 and first["init"] == ""
     second = train([data, data], tmp_path / "b" / CNN_WEIGHTS, epochs=1, batch_size=16,
-                   init=tmp_path / "a" / CNN_WEIGHTS, lr=1e-9, acquisition=True, motion=True)
+                   init=tmp_path / "a" / CNN_WEIGHTS, lr=1e-9, acquisition=True, motion=True, echo=True)
     assert second["init"].endswith(CNN_WEIGHTS) and second["n_train"] > first["n_train"] and second["lr"] == 1e-9
     assert second["acquisition_augment"] and not first["acquisition_augment"]
     assert second["motion_augment"] and not first["motion_augment"]
+    assert second["echo_augment"] and not first["echo_augment"]
     for name, weights in first["state_dict"].items():  # a vanishing rate leaves the starting weights
         if weights.is_floating_point() and "running" not in name:
             assert torch.allclose(weights, second["state_dict"][name], atol=1e-6), name
@@ -58,6 +59,20 @@ def test_acquisition_augment_moves_each_knob_and_leaves_outside_the_brain():
     assert np.allclose(blurred[:, c, c, c - 3], 0, atol=1e-6)  # but not within the slice
     for out in (dim, noisy, blurred):
         assert np.all(out[:, :4] == -1.0)
+
+
+def test_echo_augment_darkens_and_blooms_the_core_and_leaves_outside_the_brain():
+    cubes, c = lesion_cubes(), PATCH_SIZE // 2
+    assert np.allclose(echo_augment(cubes, np.random.default_rng(0), factor=(1.0, 1.0), p_echo=1.0), cubes, atol=1e-6)
+    assert np.array_equal(echo_augment(cubes, np.random.default_rng(0), p_echo=0.0), cubes)
+    longer = echo_augment(cubes, np.random.default_rng(0), factor=(2.0, 2.0), p_echo=1.0)
+    assert np.allclose(longer[:, c, c, c], 0.4 ** 2 - 1, atol=1e-5)  # a longer echo: the core darker...
+    core = (slice(None), slice(c - 4, c + 5))  # the lesion's slices, away from the brain's edge
+    assert ((longer[core] < -0.3).sum(axis=(1, 2, 3)) > (cubes[core] < -0.3).sum(axis=(1, 2, 3))).all()  # ...larger
+    assert np.allclose(longer[:, c, c, 2:5], 0, atol=1e-6)  # the tissue at the median stays there
+    assert np.allclose(longer[:, 0], -1.0)  # outside the brain stays outside
+    shorter = echo_augment(cubes, np.random.default_rng(0), factor=(0.5, 0.5), p_echo=1.0)
+    assert np.allclose(shorter[:, c, c, c], 0.4 ** 0.5 - 1, atol=1e-5)  # a shorter one: fainter
 
 
 def test_motion_augment_ghosts_within_the_slice_and_fills_the_core():
@@ -128,7 +143,9 @@ def test_train_yolo_fine_tunes_from_the_given_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("args, why", [(["--validation", "--stress"], "use --wide"),
                                        (["--first", "12"], "reported from the first one"),
-                                       (["--mid-slices"], "use it with --validation")])
+                                       (["--mid-slices"], "use them with --validation"),
+                                       (["--shifted"], "use them with --validation"),
+                                       (["--validation", "--shifted", "--mid-slices"], "choose one protocol draw")])
 def test_benchmark_keeps_test_seeds_apart_from_choosing(args, why):
     """The stress seeds never enter validation, and the test seeds cannot be re-rolled by block."""
     import subprocess
