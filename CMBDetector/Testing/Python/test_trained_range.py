@@ -10,8 +10,7 @@ import SimpleITK as sitk
 from CMBDetectorLib import dicomseries
 from CMBDetectorLib.geometry import Geometry
 from CMBDetectorLib.synth.acquisition import (sample_mid_slice_protocol, sample_protocol, sample_shifted_protocol,
-                                              sample_stress_protocol,
-                                              scan_geometry)
+                                              sample_stress_protocol, scan_geometry)
 from CMBDetectorLib.trained_range import Acquisition, echo_time_ms, outside_training, range_warning
 from conftest import write_dicom_series
 
