@@ -420,10 +420,11 @@ def main(argv=None):
     if args.mid_slices and args.shifted:
         parser.error("choose one protocol draw: --mid-slices or --shifted")
     draw = "mid-slices" if args.mid_slices else "shifted" if args.shifted else None
+    wide = args.wide or args.shifted  # the shifted draw is scanned with the WIDE knobs
     if args.first and not args.validation:
         parser.error("--first picks a block of validation scans: the test seeds are reported from the first one")
-    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=args.wide or args.shifted,
-                                              first=args.first, draw=draw)
+    outcomes, locations, n_gre = evaluate_set(args.n, seed0, config, args.workers, wide=wide, first=args.first,
+                                              draw=draw)
     stress = evaluate_set(args.n, STRESS_SEED0, config, args.workers, stress=True)[0] if args.stress else None
     import torch
 
@@ -434,7 +435,7 @@ def main(argv=None):
     results = {
         **final_rows(outcomes, thresholds),  # first: the keys below (all variants' FROC) take precedence
         "seeds": ("validation" if args.validation else "test") + (f" from scan {args.first}" if args.first else "")
-                 + (", WIDE randomisation" if args.wide or args.shifted else "")
+                 + (", WIDE randomisation" if wide else "")
                  + (f", 3D {MID_SLICES}" if args.mid_slices else "") + (f", shifted: {SHIFTED}" if args.shifted else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
