@@ -19,6 +19,7 @@ from ..phase_rule import PhaseRule
 from ..pipeline import final_scores, score_candidates, select
 from ..postprocess import nms_3d
 from ..size import measure_detections
+from ..synth.acquisition import sample_mid_slice_protocol, sample_shifted_protocol
 from .metrics import lesion_metrics, match_candidates, match_detections, subject_metrics
 from .mimics import MIMICS, mimic_kinds
 
@@ -52,7 +53,8 @@ class ScanOutcome:
         return keep, match_detections(ras[keep], scores[keep], self.gt_ras, self.gt_diam)
 
 
-VALIDATION_DRAWS = ("mid-slices", "shifted")  # protocol draws for choices (validation seeds only)
+VALIDATION_DRAWS = {"mid-slices": sample_mid_slice_protocol,  # protocol draws for choices
+                    "shifted": sample_shifted_protocol}  # (validation seeds only)
 
 
 def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, draw: str | None = None):
@@ -61,17 +63,14 @@ def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, draw: str | N
     ``draw`` "mid-slices" makes every scan a 3D SWI with slices between the trained regimes,
     "shifted" one of the shifted validation family (outside the training and stress ranges)."""
     from ..synth import generate_scan, sample_protocol
-    from ..synth.acquisition import sample_mid_slice_protocol, sample_shifted_protocol
     from ..synth.randomisation import OFF
 
     if draw is not None and draw not in VALIDATION_DRAWS:
-        raise ValueError(f"unknown protocol draw {draw!r}; use one of {VALIDATION_DRAWS}")
+        raise ValueError(f"unknown protocol draw {draw!r}; use one of {tuple(VALIDATION_DRAWS)}")
     seed = seed0 + n
     rng = np.random.default_rng(seed)
-    if draw == "mid-slices":
-        protocol = sample_mid_slice_protocol(rng)
-    elif draw == "shifted":
-        protocol = sample_shifted_protocol(rng)
+    if draw is not None:
+        protocol = VALIDATION_DRAWS[draw](rng)
     else:
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5) if n % 4 == 3 else None
     return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF)

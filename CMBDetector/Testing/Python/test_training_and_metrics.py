@@ -6,7 +6,7 @@ import torch
 
 from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
-from CMBDetectorLib.training.train_cnn import acquisition_augment, echo_augment, epoch_indices, motion_augment, train
+from CMBDetectorLib.training.train_cnn import acquisition_augment, augment, echo_augment, epoch_indices, motion_augment, train
 
 
 def tiny_cube_set(path, n=48):
@@ -88,6 +88,17 @@ def test_motion_augment_ghosts_within_the_slice_and_fills_the_core():
     assert np.allclose(ghosted[:, :4], -1.0, atol=1e-5)  # and outside the brain stays outside
     none = motion_augment(cubes, np.random.default_rng(0), p_motion=0.0)
     assert np.array_equal(none, cubes)
+
+
+@pytest.mark.parametrize("acquisition, motion, echo", [(False, False, False), (True, False, False),
+                                                     (False, False, True), (True, True, True)])
+def test_augment_returns_new_cubes_and_leaves_the_batch(acquisition, motion, echo):
+    cubes = lesion_cubes()
+    before = cubes.copy()
+    out = augment(cubes, np.random.default_rng(0), acquisition, motion, echo)
+    assert out is not cubes and out.shape == cubes.shape and out.dtype == np.float32
+    assert np.array_equal(cubes, before)  # the flips and transposes never write into the training set
+    assert not np.array_equal(out, cubes)
 
 
 def test_epoch_sample_keeps_all_positives_and_limits_negatives():
