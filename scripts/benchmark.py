@@ -44,7 +44,7 @@ from CMBDetectorLib.evaluation.location import evaluate_location, location_text,
 from CMBDetectorLib.evaluation.mimics import MIMICS  # noqa: E402
 from CMBDetectorLib.geometry import write_image  # noqa: E402
 from CMBDetectorLib.phase_rule import PHASE_RULE, PhaseRule  # noqa: E402
-from CMBDetectorLib.synth.acquisition import MID_SLICES_MM, SHIFTED_FAMILY  # noqa: E402
+from CMBDetectorLib.synth.acquisition import MID_SLICES_MM, SHIFTED_FAMILY, STRESS_FAMILY  # noqa: E402
 from CMBDetectorLib.synth.randomisation import WIDE  # noqa: E402
 from CMBDetectorLib.trained_range import TRAINED_SLICES_MM  # noqa: E402
 
@@ -59,6 +59,7 @@ START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 LOCATION_THREADS = 2  # SimpleITK threads of the location stage (the issue's "2 cores")
 MID_SLICES = "{}-{} mm slices".format(*MID_SLICES_MM)  # the --mid-slices validation draw
 SHIFTED = "; ".join(f"{b0:g} T TE {te0:g}-{te1:g} ms {s0:g}-{s1:g} mm" for b0, (te0, te1), (s0, s1) in SHIFTED_FAMILY)
+DRAW_LABELS = {"mid-slices": f"3D {MID_SLICES}", "shifted": f"shifted: {SHIFTED}"}  # the seeds line of each draw
 TRAINED_SLICES = ", ".join(f"{lo:g}-{hi:g} mm {kind}" for kind, (lo, hi) in TRAINED_SLICES_MM.items())
 
 
@@ -115,7 +116,7 @@ def evaluate_nth(n: int, seed0: int, config: DetectorConfig, stress: bool = Fals
     scan = stress_scan(n, seed0) if stress else test_scan(n, seed0, WIDE if wide else None, draw)
     outcome = evaluate_scan(scan, config)
     if stress or draw == "shifted":
-        outcome.protocol = protocol_family(scan.protocol, None if stress else SHIFTED_FAMILY)
+        outcome.protocol = protocol_family(scan.protocol, STRESS_FAMILY if stress else SHIFTED_FAMILY)
     return outcome, scan.protocol, None if stress else evaluate_location(scan)
 
 
@@ -436,7 +437,7 @@ def main(argv=None):
         **final_rows(outcomes, thresholds),  # first: the keys below (all variants' FROC) take precedence
         "seeds": ("validation" if args.validation else "test") + (f" from scan {args.first}" if args.first else "")
                  + (", WIDE randomisation" if wide else "")
-                 + (f", 3D {MID_SLICES}" if args.mid_slices else "") + (f", shifted: {SHIFTED}" if args.shifted else ""),
+                 + (f", {DRAW_LABELS[draw]}" if draw else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
         "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,

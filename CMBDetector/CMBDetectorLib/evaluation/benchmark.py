@@ -19,7 +19,8 @@ from ..phase_rule import PhaseRule
 from ..pipeline import final_scores, score_candidates, select
 from ..postprocess import nms_3d
 from ..size import measure_detections
-from ..synth.acquisition import sample_mid_slice_protocol, sample_shifted_protocol
+from ..synth.acquisition import (STRESS_FAMILY, sample_mid_slice_protocol, sample_shifted_protocol,
+                                 sample_stress_protocol)
 from .metrics import lesion_metrics, match_candidates, match_detections, subject_metrics
 from .mimics import MIMICS, mimic_kinds
 
@@ -76,12 +77,10 @@ def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, draw: str | N
     return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF)
 
 
-def protocol_family(protocol, families=None) -> str:
+def protocol_family(protocol, families=STRESS_FAMILY) -> str:
     """The family a family-drawn protocol came from, e.g. "7 T, TE 8-12 ms" (``families``: the
     stress family unless given, e.g. ``SHIFTED_FAMILY``)."""
-    from ..synth.acquisition import STRESS_FAMILY
-
-    for b0, (te0, te1), _ in STRESS_FAMILY if families is None else families:
+    for b0, (te0, te1), _ in families:
         if protocol.field_strength_t == b0 and te0 <= protocol.te_ms <= te1:
             return f"{b0:g} T, TE {te0:g}-{te1:g} ms"
     raise ValueError(f"{protocol} is not a protocol of these families")
@@ -91,7 +90,6 @@ def stress_scan(n: int, seed0: int = STRESS_SEED0):
     """The n-th scan of the stress set: a stress-family protocol and the STRESS randomisation
     (every sixth scan without microbleeds)."""
     from ..synth import generate_scan
-    from ..synth.acquisition import sample_stress_protocol
     from ..synth.randomisation import STRESS
 
     seed = seed0 + n

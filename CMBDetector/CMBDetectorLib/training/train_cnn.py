@@ -31,10 +31,9 @@ def augment(cubes: np.ndarray, rng: np.random.Generator, acquisition: bool = Fal
     first what another scanner changes (:func:`acquisition_augment`), with ``motion`` first
     phase-encode ghosting (:func:`motion_augment`), with ``echo`` first another field strength
     times echo time (:func:`echo_augment`)."""
-    out = echo_augment(cubes, rng) if echo else cubes  # a new array
-    if acquisition:
-        out = acquisition_augment(out, rng)  # a new array
-    elif not echo:
+    out = echo_augment(cubes, rng) if echo else cubes
+    out = acquisition_augment(out, rng) if acquisition else out
+    if out is cubes:
         out = cubes.copy()  # the flips below write in place
     if motion:
         out = motion_augment(out, rng)
