@@ -184,6 +184,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--init", type=Path, help="checkpoint to fine-tune from")
+    parser.add_argument("--width", type=int, default=8,
+                        help="channels of the first block (8: the shipped CNN, ~55 k parameters; 16: ~217 k)")
     parser.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak learning rate")
     parser.add_argument("--acquisition-augment", action="store_true",
                         help="also augment gain, noise and slice-axis blur (another scanner's cubes)")
@@ -192,8 +194,9 @@ def main(argv=None):
     parser.add_argument("--echo-augment", action="store_true",
                         help="also augment the contrast and blooming of another field strength x echo time")
     args = parser.parse_args(argv)
-    train(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device, init=args.init, lr=args.lr,
-          acquisition=args.acquisition_augment, motion=args.motion_augment, echo=args.echo_augment)
+    train(args.data, args.out, epochs=args.epochs, width=args.width, seed=args.seed, device=args.device,
+          init=args.init, lr=args.lr, acquisition=args.acquisition_augment, motion=args.motion_augment,
+          echo=args.echo_augment)
 
 
 def _cuda() -> bool:

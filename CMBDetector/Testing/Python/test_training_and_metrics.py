@@ -6,7 +6,8 @@ import torch
 
 from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
-from CMBDetectorLib.training.train_cnn import acquisition_augment, augment, echo_augment, epoch_indices, motion_augment, train
+from CMBDetectorLib.training.train_cnn import (acquisition_augment, augment, echo_augment, epoch_indices, main,
+                                               motion_augment, train)
 
 
 def tiny_cube_set(path, n=48):
@@ -34,6 +35,13 @@ def test_train_cnn_writes_loadable_checkpoint_and_fine_tunes(tmp_path):
             assert torch.allclose(weights, second["state_dict"][name], atol=1e-6), name
     scores = CandidateClassifier(tmp_path / "b", "cpu").score(np.ones((30, 30, 30), np.float32), np.array([[15, 15, 15]]))
     assert scores.shape == (1,)
+
+
+def test_train_cnn_command_line_sets_the_width(tmp_path):
+    data = tiny_cube_set(tmp_path / "cubes.npz")
+    main([str(data), "--epochs", "1", "--width", "4", "--device", "cpu", "--out", str(tmp_path / "w4.pt")])
+    checkpoint = torch.load(tmp_path / "w4.pt", weights_only=False)
+    assert checkpoint["width"] == 4 and checkpoint["state_dict"]["0.0.weight"].shape[0] == 4
 
 
 def lesion_cubes(n=4):
