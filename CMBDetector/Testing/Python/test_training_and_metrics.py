@@ -8,6 +8,7 @@ from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
 from CMBDetectorLib.training.train_cnn import (acquisition_augment, augment, echo_augment, epoch_indices, main,
                                                motion_augment, train)
+from CMBDetectorLib.validation import load_checkpoint
 
 
 def tiny_cube_set(path, n=48):
@@ -40,7 +41,7 @@ def test_train_cnn_writes_loadable_checkpoint_and_fine_tunes(tmp_path):
 def test_train_cnn_command_line_sets_the_width(tmp_path):
     data = tiny_cube_set(tmp_path / "cubes.npz")
     main([str(data), "--epochs", "1", "--width", "4", "--device", "cpu", "--out", str(tmp_path / "w4.pt")])
-    checkpoint = torch.load(tmp_path / "w4.pt", weights_only=False)
+    checkpoint = load_checkpoint(tmp_path / "w4.pt", required_keys=("state_dict", "width"))
     assert checkpoint["width"] == 4 and checkpoint["state_dict"]["0.0.weight"].shape[0] == 4
 
 
