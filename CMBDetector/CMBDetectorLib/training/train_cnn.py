@@ -13,6 +13,7 @@ from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, standardise
 from ..config import MODELS_DIR
 from ..evaluation.metrics import roc_auc
 from ..synth.randomisation import motion_ghosts
+from .widen import widen
 
 NEGATIVES_PER_POSITIVE = 3
 # A 24-voxel cube holds far less signal than the slice whose k-space the engine corrupts, so it
@@ -108,7 +109,8 @@ def epoch_indices(labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator
 def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, width: int = 8, seed: int = 0,
           device: str = "cpu", init: Path | None = None, lr: float = 2e-3, acquisition: bool = False,
           motion: bool = False, echo: bool = False) -> dict:
-    """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans).
+    """Train on the cubes of ``data``; ``init`` starts from a checkpoint (fine-tuning, e.g. on real scans;
+    one of a smaller width is first widened to ``width`` by :func:`.widen.widen`).
 
     ``lr`` is the one-cycle peak learning rate; a fine-tune that should keep what ``init`` knows
     wants a lower one than a fresh start. ``acquisition`` adds :func:`acquisition_augment`,
@@ -127,7 +129,14 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
     if init is not None:
         from ..validation import load_checkpoint
 
-        model.load_state_dict(load_checkpoint(init, required_keys=("state_dict",))["state_dict"])
+        start = load_checkpoint(init, required_keys=("state_dict",))
+        init_width = int(start.get("width", 8))
+        if init_width == width:
+            model.load_state_dict(start["state_dict"])
+        else:
+            narrow = build_model(init_width)
+            narrow.load_state_dict(start["state_dict"])
+            model = widen(narrow, init_width, width, seed=seed)
     model.to(device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -185,7 +194,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--init", type=Path, help="checkpoint to fine-tune from")
     parser.add_argument("--width", type=int, default=8,
-                        help="channels of the first block (8: the shipped CNN, ~55 k parameters; 16: ~217 k)")
+                        help="channels of the first block (8: the shipped CNN, ~55 k parameters; 16: ~217 k); "
+                             "an --init of a smaller width is widened to it, computing the same function")
     parser.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak learning rate")
     parser.add_argument("--acquisition-augment", action="store_true",
                         help="also augment gain, noise and slice-axis blur (another scanner's cubes)")

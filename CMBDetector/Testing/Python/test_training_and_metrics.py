@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS
+from CMBDetectorLib.cnn import PATCH_SIZE, CandidateClassifier, CNN_WEIGHTS, build_model
 from CMBDetectorLib.evaluation.metrics import lesion_metrics, match_detections, roc_auc, subject_metrics
 from CMBDetectorLib.training.train_cnn import (acquisition_augment, augment, echo_augment, epoch_indices, main,
                                                motion_augment, train)
@@ -176,3 +176,40 @@ def test_benchmark_keeps_test_seeds_apart_from_choosing(args, why):
     run = subprocess.run([sys.executable, str(MODULE_DIR.parent / "scripts" / "benchmark.py"), *args,
                           "--n", "1", "--no-profile"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and why in run.stderr and "Traceback" not in run.stderr
+
+
+def test_widening_keeps_the_function_and_lets_the_copies_learn_apart():
+    from CMBDetectorLib.training.widen import widen
+
+    torch.manual_seed(0)
+    narrow = build_model(4)
+    for module in narrow.modules():  # running statistics away from the defaults, as after training
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    wide = widen(narrow, 4, 8, noise=0.05)
+    x = torch.randn(3, 1, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
+    narrow.eval(), wide.eval()
+    with torch.no_grad():
+        assert torch.allclose(narrow(x), wide(x), atol=1e-4)
+    second = wide[0][3].weight  # the copies' shares differ, so their gradients do too
+    assert second.shape == (8, 8, 3, 3, 3) and not torch.allclose(second[:, 0], second[:, 1])
+    wide.train()
+    wide(x).sum().backward()
+    first = wide[0][0].weight.grad
+    assert not torch.allclose(first[0], first[1])
+    with pytest.raises(ValueError, match="multiple"):
+        widen(narrow, 4, 6)
+
+
+def test_train_cnn_widens_a_narrower_starting_checkpoint(tmp_path):
+    data = tiny_cube_set(tmp_path / "cubes.npz")
+    main([str(data), "--epochs", "1", "--width", "4", "--device", "cpu", "--out", str(tmp_path / "w4.pt")])
+    main([str(data), "--epochs", "1", "--width", "8", "--lr", "1e-9", "--init", str(tmp_path / "w4.pt"),
+          "--device", "cpu", "--out", str(tmp_path / "w8.pt")])
+    narrow = load_checkpoint(tmp_path / "w4.pt", required_keys=("state_dict",))["state_dict"]
+    wide = load_checkpoint(tmp_path / "w8.pt", required_keys=("state_dict", "width"))
+    assert wide["width"] == 8
+    assert torch.allclose(wide["state_dict"]["0.0.weight"], narrow["0.0.weight"].repeat_interleave(2, dim=0), atol=1e-6)
