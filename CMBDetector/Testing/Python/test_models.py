@@ -119,34 +119,3 @@ def test_cnn_reports_progress_per_batch():
     clf.score(image, np.array([[14, 14, 14], [26, 26, 26]]), batch_size=1, tta_gate=1e-9, progress=seen.append)
     share = PLAIN_PASS_SHARE  # each batch of the plain pass, then of the 16-view pass
     assert seen == pytest.approx([0.0, share / 2, share, share + (1 - share) / 2])
-
-
-def test_a_rescoring_cnn_scores_the_gated_candidates_over_four_views(tmp_path):
-    import torch
-
-    from CMBDetectorLib.cnn import FOUR_VIEWS, RESCORE_WEIGHTS
-    from CMBDetectorLib.training.widen import widen
-
-    assert len(set(FOUR_VIEWS)) == 4 and all(sum(view[axis] for view in FOUR_VIEWS) == 2 for axis in range(4))
-    shutil.copy(MODELS_DIR / CNN_WEIGHTS, tmp_path / CNN_WEIGHTS)
-    shipped = CandidateClassifier(MODELS_DIR, "cpu")
-    assert shipped.rescorer is None
-    wide = widen(shipped.model, 8, 16, noise=0.2, seed=3)
-    for module in wide.modules():  # another function than the screening CNN's
-        if isinstance(module, torch.nn.Linear) and module.out_features == 1:
-            module.bias.data += 0.5
-    torch.save({"state_dict": wide.state_dict(), "width": 16}, tmp_path / RESCORE_WEIGHTS)
-    cascade = CandidateClassifier(tmp_path, "cpu")
-    rng = np.random.default_rng(1)
-    image = (1.0 + rng.normal(0, 0.05, (48, 48, 48))).astype(np.float32)
-    k, j, i = np.indices(image.shape)
-    image *= 1 - 0.85 * np.exp(-(((k - 24) / 1.3) ** 2 + (j - 22) ** 2 + (i - 25) ** 2) / 8)
-    kji = np.array([[24, 22, 25], [10, 10, 10]])
-    plain = shipped.score(image, kji, tta_gate=None)
-    refined = cascade.score(image, kji, tta_gate=0.5)
-    cube = standardise(extract_patches(image, kji[:1], PATCH_SIZE))
-    with torch.inference_mode():
-        logits = [cascade.rescorer(torch.from_numpy(v[:, None]))[0, 0].item() for v in views(cube, FOUR_VIEWS)]
-    assert refined[0] == pytest.approx(1 / (1 + np.exp(-np.mean(logits))), abs=1e-5)
-    assert refined[0] != pytest.approx(shipped.score(image, kji, tta_gate=0.5)[0], abs=1e-3)
-    assert refined[1] == plain[1]
