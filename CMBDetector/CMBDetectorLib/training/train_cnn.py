@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, standardise
 from ..config import MODELS_DIR
+from ..errors import CMBDetectorError
 from ..evaluation.metrics import roc_auc
 from ..synth.randomisation import motion_ghosts
 from .widen import widen
@@ -133,6 +134,9 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         init_width = int(start.get("width", 8))
         if init_width == width:
             model.load_state_dict(start["state_dict"])
+        elif width < init_width or width % init_width:
+            raise CMBDetectorError(f"--init '{init}' has width {init_width}: it can start a CNN of the same width "
+                                   f"or of a multiple of it, not width {width}")
         else:
             narrow = build_model(init_width)
             narrow.load_state_dict(start["state_dict"])
@@ -204,9 +208,12 @@ def main(argv=None):
     parser.add_argument("--echo-augment", action="store_true",
                         help="also augment the contrast and blooming of another field strength x echo time")
     args = parser.parse_args(argv)
-    train(args.data, args.out, epochs=args.epochs, width=args.width, seed=args.seed, device=args.device,
-          init=args.init, lr=args.lr, acquisition=args.acquisition_augment, motion=args.motion_augment,
-          echo=args.echo_augment)
+    try:
+        train(args.data, args.out, epochs=args.epochs, width=args.width, seed=args.seed, device=args.device,
+              init=args.init, lr=args.lr, acquisition=args.acquisition_augment, motion=args.motion_augment,
+              echo=args.echo_augment)
+    except CMBDetectorError as error:
+        parser.exit(2, f"train_cnn: error: {error}\n")
 
 
 def _cuda() -> bool:

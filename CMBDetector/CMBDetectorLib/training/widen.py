@@ -19,8 +19,8 @@ def widen(model, width: int, new_width: int, noise: float = 0.01, seed: int = 0)
     import torch
     from torch import nn
 
-    if new_width % width or new_width < width:
-        raise ValueError(f"new width {new_width} is not a multiple of the width {width}")
+    if new_width < width or new_width % width:
+        raise ValueError(f"a width-{width} CNN widens to a multiple of {width}, not to {new_width}")
     factor = new_width // width
     rng = np.random.default_rng(seed)
     wide = build_model(new_width)

@@ -191,7 +191,8 @@ def test_widening_keeps_the_function_and_lets_the_copies_learn_apart():
             module.bias.data.uniform_(-0.2, 0.2)
     wide = widen(narrow, 4, 8, noise=0.05)
     x = torch.randn(3, 1, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
-    narrow.eval(), wide.eval()
+    narrow.eval()
+    wide.eval()
     with torch.no_grad():
         assert torch.allclose(narrow(x), wide(x), atol=1e-4)
     second = wide[0][3].weight  # the copies' shares differ, so their gradients do too
@@ -200,11 +201,16 @@ def test_widening_keeps_the_function_and_lets_the_copies_learn_apart():
     wide(x).sum().backward()
     first = wide[0][0].weight.grad
     assert not torch.allclose(first[0], first[1])
-    with pytest.raises(ValueError, match="multiple"):
+    with pytest.raises(ValueError, match="multiple of 4, not to 6"):
         widen(narrow, 4, 6)
 
 
 def test_train_cnn_widens_a_narrower_starting_checkpoint(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import MODULE_DIR
+
     data = tiny_cube_set(tmp_path / "cubes.npz")
     main([str(data), "--epochs", "1", "--width", "4", "--device", "cpu", "--out", str(tmp_path / "w4.pt")])
     main([str(data), "--epochs", "1", "--width", "8", "--lr", "1e-9", "--init", str(tmp_path / "w4.pt"),
@@ -213,3 +219,9 @@ def test_train_cnn_widens_a_narrower_starting_checkpoint(tmp_path):
     wide = load_checkpoint(tmp_path / "w8.pt", required_keys=("state_dict", "width"))
     assert wide["width"] == 8
     assert torch.allclose(wide["state_dict"]["0.0.weight"], narrow["0.0.weight"].repeat_interleave(2, dim=0), atol=1e-6)
+    for bad in ("2", "12"):  # narrower than the start, or not a multiple of it: a clear error, no traceback
+        run = subprocess.run([sys.executable, "-m", "CMBDetectorLib.training.train_cnn", str(data), "--epochs", "1",
+                              "--width", bad, "--init", str(tmp_path / "w8.pt"), "--out", str(tmp_path / "bad.pt")],
+                             capture_output=True, text=True, timeout=120, cwd=MODULE_DIR)
+        assert run.returncode == 2 and f"not width {bad}" in run.stderr and "Traceback" not in run.stderr
+        assert not (tmp_path / "bad.pt").exists()
