@@ -134,13 +134,14 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         init_width = int(start.get("width", 8))
         if init_width == width:
             model.load_state_dict(start["state_dict"])
-        elif width < init_width or width % init_width:
-            raise CMBDetectorError(f"--init '{init}' has width {init_width}: it can start a CNN of the same width "
-                                   f"or of a multiple of it, not width {width}")
         else:
             narrow = build_model(init_width)
             narrow.load_state_dict(start["state_dict"])
-            model = widen(narrow, init_width, width, seed=seed)
+            try:
+                model = widen(narrow, width, seed=seed)
+            except ValueError as error:
+                raise CMBDetectorError(f"--init '{init}' has width {init_width}: it can start a CNN of the same "
+                                       f"width or of a multiple of it, not width {width}") from error
     model.to(device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)

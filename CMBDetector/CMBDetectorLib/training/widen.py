@@ -10,15 +10,16 @@ import numpy as np
 from ..cnn import build_model
 
 
-def widen(model, width: int, new_width: int, noise: float = 0.01, seed: int = 0):
-    """A width-``new_width`` copy of ``model`` (a :func:`..cnn.build_model` of ``width``) that
-    computes the same function: every channel repeated ``new_width / width`` times and the next
+def widen(model, new_width: int, noise: float = 0.01, seed: int = 0):
+    """A width-``new_width`` copy of ``model`` (a :func:`..cnn.build_model`) that computes the
+    same function: every channel repeated ``new_width / width`` times and the next
     layer's weights on the copies divided among them. ``noise`` (a fraction of each weight
     tensor's spread) is added to those shares with zero sum over the copies, so the function
     stays exact while the copies' gradients differ and they can learn apart."""
     import torch
     from torch import nn
 
+    width = model[0][0].out_channels  # the first block's channels
     if new_width < width or new_width % width:
         raise ValueError(f"a width-{width} CNN widens to a multiple of {width}, not to {new_width}")
     factor = new_width // width

@@ -189,7 +189,7 @@ def test_widening_keeps_the_function_and_lets_the_copies_learn_apart():
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.2, 0.2)
-    wide = widen(narrow, 4, 8, noise=0.05)
+    wide = widen(narrow, 8, noise=0.05)
     x = torch.randn(3, 1, PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
     narrow.eval()
     wide.eval()
@@ -202,7 +202,7 @@ def test_widening_keeps_the_function_and_lets_the_copies_learn_apart():
     first = wide[0][0].weight.grad
     assert not torch.allclose(first[0], first[1])
     with pytest.raises(ValueError, match="multiple of 4, not to 6"):
-        widen(narrow, 4, 6)
+        widen(narrow, 6)
 
 
 def test_train_cnn_widens_a_narrower_starting_checkpoint(tmp_path):
