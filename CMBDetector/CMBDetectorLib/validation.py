@@ -20,8 +20,8 @@ from .errors import CMBDetectorError
 from .geometry import Geometry
 
 MAX_VOXELS = 64_000_000
-MIN_AXIS_VOXELS = 16
-MIN_FIELD_MM = 16.0
+MIN_AXIS_VOXELS = 4  # a stack of slices, not one image: a partial 2D GRE slab may have 15 x 5 mm
+MIN_FIELD_MM = 16.0  # the CNN's patch on the 1 mm working grid
 MAX_FIELD_MM = 400.0  # per RAS direction: larger than any head, and 64 M voxels on a 1 mm grid
 WARN_ANISOTROPY = 3.0
 MAX_ANISOTROPY = 16.0  # 0.45 x 0.45 x 6 mm clinical 2D GRE (ratio 13) must still run
@@ -207,7 +207,7 @@ def _check_size(spatial, geometry: Geometry, max_voxels: int, warnings: list[str
         raise CMBDetectorError(
             f"The volume ({_size_text(spatial)} voxels, "
             f"{' x '.join(f'{f:.1f}' for f in field_mm)} mm) is too small for a patch: every "
-            f"direction needs at least {MIN_AXIS_VOXELS} voxels and {MIN_FIELD_MM:.0f} mm. "
+            f"direction needs at least {MIN_AXIS_VOXELS} voxels covering {MIN_FIELD_MM:.0f} mm. "
             "Load the full brain volume.")
     extent = _ras_extent(spatial, geometry)
     if extent.max() > MAX_FIELD_MM:

@@ -265,6 +265,19 @@ def test_too_few_voxels_refused(shape):
     refused("too small for a patch", magnitude(shape), ISO)
 
 
+def test_partial_thick_slice_slab_accepted():
+    """A partial-brain 2D GRE slab of 15 slices of 5 mm (75 mm) is a real clinical scan."""
+    slab = Geometry.from_parts(spacing=(0.9, 0.9, 5.0))
+    prepared = prepare_input(magnitude((15, 64, 64)), slab)
+    assert prepared.array.shape == (15, 64, 64)
+    assert any("5.00 mm" in w for w in prepared.warnings)  # thick slices still warned about
+
+
+def test_three_thick_slices_refused():
+    """18 mm of cover, but three slices are not a stack to find dots in."""
+    refused("at least 4 voxels", magnitude((3, 64, 64)), Geometry.from_parts(spacing=(0.9, 0.9, 6.0)))
+
+
 def test_too_small_field_of_view_refused():
     fine = Geometry.from_parts(spacing=(0.4, 0.4, 0.4))  # 32 voxels = 12.8 mm
     refused("too small for a patch", magnitude((32, 32, 32)), fine)
