@@ -12,6 +12,9 @@ from .progress import FractionCallback
 
 PATCH_SIZE = 24
 CNN_WEIGHTS = "cmb_cnn3d.pt"
+# Wider CNN that, when the models folder has one (the shipped folder does since round 22), scores
+# the gated candidates over FOUR_VIEWS instead of this CNN's 16-view pass (a cascade).
+RESCORE_WEIGHTS = "cmb_cnn3d_rescore.pt"
 # Candidates the first pass scores at least this are rescored averaged over the 16 views, at
 # most the TTA_MAX best of them: the 16-view pass costs 16 plain ones, and a model whose easy
 # negatives sit just above the gate (the round-4 CNN gave 0.02 to half of a scan's candidates)
@@ -43,10 +46,17 @@ def standardise(patches: np.ndarray) -> np.ndarray:
     return patches - 1.0
 
 
-def views(cubes: np.ndarray):
-    """The 16 flips (each axis) and in-plane transposes of ``(N, k, j, i)`` cubes, the
-    symmetries the network was trained under (:func:`.training.train_cnn.augment`)."""
-    for flip_k, flip_j, flip_i, transpose in itertools.product((False, True), repeat=4):
+ALL_VIEWS = tuple(itertools.product((False, True), repeat=4))
+# Four of them in which each axis is flipped, and the plane transposed, in two: the wider
+# rescoring CNN costs about four times the shipped one per cube.
+FOUR_VIEWS = ((False, False, False, False), (True, True, False, True), (True, False, True, False),
+              (False, True, True, True))
+
+
+def views(cubes: np.ndarray, which=ALL_VIEWS):
+    """Flips (each axis) and in-plane transposes of ``(N, k, j, i)`` cubes, the symmetries the
+    network was trained under (:func:`.training.train_cnn.augment`): all 16, or ``which``."""
+    for flip_k, flip_j, flip_i, transpose in which:
         view = cubes[:, ::-1] if flip_k else cubes
         view = view[:, :, ::-1] if flip_j else view
         view = view[:, :, :, ::-1] if flip_i else view
@@ -54,38 +64,40 @@ def views(cubes: np.ndarray):
 
 
 class CandidateClassifier:
-    """Loads the shipped CNN and scores candidate cubes in batches."""
+    """Loads the shipped CNN (and the rescoring CNN when the folder has one) and scores
+    candidate cubes in batches."""
 
     def __init__(self, models_dir: Path, device: str = "cpu"):
         import torch
 
-        from .validation import load_checkpoint
-
-        checkpoint = load_checkpoint(Path(models_dir) / CNN_WEIGHTS, required_keys=("state_dict", "width"))
-        self.model = build_model(int(checkpoint["width"]))
-        self.model.load_state_dict(checkpoint["state_dict"])
         self.device = torch.device(device)
-        self.model.to(self.device).eval()
+        self.model = _load(Path(models_dir) / CNN_WEIGHTS, self.device)
+        rescore = Path(models_dir) / RESCORE_WEIGHTS
+        self.rescorer = _load(rescore, self.device) if rescore.is_file() else None
 
     def score(self, image: np.ndarray, kji: np.ndarray, batch_size: int = 128,
               tta_gate: float | None = TTA_GATE, tta_max: int = TTA_MAX,
               progress: FractionCallback | None = None) -> np.ndarray:
         """Microbleed probability for each candidate ``kji``. Candidates the plain pass scores at
         least ``tta_gate`` (the ``tta_max`` best of them) are rescored with the logit averaged
-        over the 16 :func:`views` (test-time augmentation; None turns it off).
+        over the 16 :func:`views` (test-time augmentation; None turns it off), or with the
+        rescoring CNN's logit averaged over :data:`FOUR_VIEWS` when there is one.
         ``progress(fraction done)`` is called before each batch."""
         share = 1.0 if tta_gate is None else PLAIN_PASS_SHARE
         logits = self._logits(image, kji, batch_size, augment=False, progress=_part(progress, 0.0, share))
         if tta_gate is not None:
             refine = np.flatnonzero(logits >= np.log(tta_gate / (1 - tta_gate)))
             refine = refine[np.argsort(-logits[refine], kind="stable")[:tta_max]]
-            logits[refine] = self._logits(image, kji[refine], batch_size, augment=True,
+            model, which = (self.model, ALL_VIEWS) if self.rescorer is None else (self.rescorer, FOUR_VIEWS)
+            logits[refine] = self._logits(image, kji[refine], batch_size, augment=True, model=model, which=which,
                                           progress=_part(progress, share, 1.0))
         return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
-    def _logits(self, image: np.ndarray, kji: np.ndarray, batch_size: int, augment: bool,
-                progress: FractionCallback | None = None) -> np.ndarray:
+    def _logits(self, image: np.ndarray, kji: np.ndarray, batch_size: int, augment: bool, model=None,
+                which=ALL_VIEWS, progress: FractionCallback | None = None) -> np.ndarray:
         import torch
+
+        model = self.model if model is None else model
 
         out = np.zeros(len(kji), dtype=np.float32)
         with torch.inference_mode():
@@ -93,10 +105,20 @@ class CandidateClassifier:
                 if progress is not None:
                     progress(start / len(kji))
                 cubes = standardise(extract_patches(image, kji[start:start + batch_size], PATCH_SIZE))
-                batch = views(cubes) if augment else [cubes]
+                batch = views(cubes, which) if augment else [cubes]
                 out[start:start + len(cubes)] = np.mean(
-                    [self.model(torch.from_numpy(v[:, None]).to(self.device))[:, 0].cpu().numpy() for v in batch], axis=0)
+                    [model(torch.from_numpy(v[:, None]).to(self.device))[:, 0].cpu().numpy() for v in batch], axis=0)
         return out
+
+
+def _load(path: Path, device):
+    """A CNN from its checkpoint, in evaluation mode on ``device``."""
+    from .validation import load_checkpoint
+
+    checkpoint = load_checkpoint(path, required_keys=("state_dict", "width"))
+    model = build_model(int(checkpoint["width"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
 
 
 def _part(progress: FractionCallback | None, start: float, end: float) -> FractionCallback | None:

@@ -16,12 +16,14 @@ def test_shipped_weights_are_small_and_have_model_cards():
     cnn, yolo = MODELS_DIR / CNN_WEIGHTS, MODELS_DIR / YOLO_WEIGHTS
     assert cnn.stat().st_size < 2_000_000
     assert yolo.stat().st_size < 8_000_000
-    for card in ("cmb_cnn3d.md", "cmb_yolo_rescore.md"):
+    assert (MODELS_DIR / "cmb_cnn3d_rescore.pt").stat().st_size < 2_000_000
+    for card in ("cmb_cnn3d.md", "cmb_cnn3d_rescore.md", "cmb_yolo_rescore.md"):
         text = (MODELS_DIR / card).read_text()
         assert "synthetic" in text.lower() and "retrain" in text.lower()
 
 
 @pytest.mark.parametrize("card, files", [("cmb_cnn3d.md", ("cmb_cnn3d.pt",)),
+                                         ("cmb_cnn3d_rescore.md", ("cmb_cnn3d_rescore.pt",)),
                                          ("cmb_yolo_rescore.md", ("cmb_yolo_rescore.pt",)),
                                          ("cmb_fusion.md", ("cmb_fusion.json", "cmb_fusion_phase.json",
                                                             "cmb_fusion_noyolo.json", "cmb_fusion_noyolo_phase.json"))])
@@ -53,10 +55,11 @@ def test_views_are_the_16_flips_and_transposes():
     assert all(np.array_equal(np.sort(v, axis=None), np.sort(cube, axis=None)) for v in out)
 
 
-def test_augmented_score_averages_logits_of_the_views_above_the_gate():
+def test_augmented_score_averages_logits_of_the_views_above_the_gate(tmp_path):
     import torch
 
-    clf = CandidateClassifier(MODELS_DIR, "cpu")
+    shutil.copy(MODELS_DIR / CNN_WEIGHTS, tmp_path / CNN_WEIGHTS)  # no rescoring CNN: 16 views
+    clf = CandidateClassifier(tmp_path, "cpu")
     rng = np.random.default_rng(1)
     image = (1.0 + rng.normal(0, 0.05, (48, 48, 48))).astype(np.float32)
     k, j, i = np.indices(image.shape)
@@ -112,10 +115,55 @@ def test_missing_and_corrupt_weights(tmp_path, loader, name):
         loader(tmp_path, "cpu")
 
 
+def test_corrupt_rescoring_weights_are_named(tmp_path):
+    from CMBDetectorLib.cnn import RESCORE_WEIGHTS
+
+    for name in (CNN_WEIGHTS, RESCORE_WEIGHTS):
+        shutil.copyfile(MODELS_DIR / name, tmp_path / name)
+    data = (tmp_path / RESCORE_WEIGHTS).read_bytes()
+    (tmp_path / RESCORE_WEIGHTS).write_bytes(data[: len(data) // 3])
+    with pytest.raises(CMBDetectorError, match=RESCORE_WEIGHTS):
+        CandidateClassifier(tmp_path, "cpu")
+
+
 def test_cnn_reports_progress_per_batch():
     clf = CandidateClassifier(MODELS_DIR, "cpu")
     image = (1.0 + np.random.default_rng(2).normal(0, 0.05, (40, 40, 40))).astype(np.float32)
     seen = []
     clf.score(image, np.array([[14, 14, 14], [26, 26, 26]]), batch_size=1, tta_gate=1e-9, progress=seen.append)
-    share = PLAIN_PASS_SHARE  # each batch of the plain pass, then of the 16-view pass
+    share = PLAIN_PASS_SHARE  # each batch of the plain pass, then of the rescoring pass
     assert seen == pytest.approx([0.0, share / 2, share, share + (1 - share) / 2])
+
+
+def test_a_rescoring_cnn_scores_the_gated_candidates_over_four_views(tmp_path):
+    import torch
+
+    from CMBDetectorLib.cnn import FOUR_VIEWS, RESCORE_WEIGHTS
+    from CMBDetectorLib.training.widen import widen
+
+    assert len(set(FOUR_VIEWS)) == 4 and all(sum(view[axis] for view in FOUR_VIEWS) == 2 for axis in range(4))
+    assert CandidateClassifier(MODELS_DIR, "cpu").rescorer is not None  # the shipped cascade
+    (tmp_path / "screen").mkdir()
+    shutil.copy(MODELS_DIR / CNN_WEIGHTS, tmp_path / "screen" / CNN_WEIGHTS)
+    shutil.copy(MODELS_DIR / CNN_WEIGHTS, tmp_path / CNN_WEIGHTS)
+    shipped = CandidateClassifier(tmp_path / "screen", "cpu")  # a folder without a rescoring CNN
+    assert shipped.rescorer is None
+    wide = widen(shipped.model, 16, noise=0.2, seed=3)
+    for module in wide.modules():  # another function than the screening CNN's
+        if isinstance(module, torch.nn.Linear) and module.out_features == 1:
+            module.bias.data += 0.5
+    torch.save({"state_dict": wide.state_dict(), "width": 16}, tmp_path / RESCORE_WEIGHTS)
+    cascade = CandidateClassifier(tmp_path, "cpu")
+    rng = np.random.default_rng(1)
+    image = (1.0 + rng.normal(0, 0.05, (48, 48, 48))).astype(np.float32)
+    k, j, i = np.indices(image.shape)
+    image *= 1 - 0.85 * np.exp(-(((k - 24) / 1.3) ** 2 + (j - 22) ** 2 + (i - 25) ** 2) / 8)
+    kji = np.array([[24, 22, 25], [10, 10, 10]])
+    plain = shipped.score(image, kji, tta_gate=None)
+    refined = cascade.score(image, kji, tta_gate=0.5)
+    cube = standardise(extract_patches(image, kji[:1], PATCH_SIZE))
+    with torch.inference_mode():
+        logits = [cascade.rescorer(torch.from_numpy(v[:, None]))[0, 0].item() for v in views(cube, FOUR_VIEWS)]
+    assert refined[0] == pytest.approx(1 / (1 + np.exp(-np.mean(logits))), abs=1e-5)
+    assert refined[0] != pytest.approx(shipped.score(image, kji, tta_gate=0.5)[0], abs=1e-3)
+    assert refined[1] == plain[1]
