@@ -15,13 +15,13 @@ CNN_WEIGHTS = "cmb_cnn3d.pt"
 # Wider CNN that, when the models folder has one (the shipped folder does since round 22), scores
 # the gated candidates over FOUR_VIEWS instead of this CNN's 16-view pass (a cascade).
 RESCORE_WEIGHTS = "cmb_cnn3d_rescore.pt"
-# Candidates the first pass scores at least this are rescored averaged over the 16 views, at
-# most the TTA_MAX best of them: the 16-view pass costs 16 plain ones, and a model whose easy
-# negatives sit just above the gate (the round-4 CNN gave 0.02 to half of a scan's candidates)
-# would otherwise triple the stage's time.
+# Candidates the first pass scores at least this are rescored averaged over several views, at
+# most the TTA_MAX best of them: each view costs a plain pass (about four with the wider CNN),
+# and a model whose easy negatives sit just above the gate (the round-4 CNN gave 0.02 to half of
+# a scan's candidates) would otherwise triple the stage's time.
 TTA_GATE = 0.02
 TTA_MAX = 64
-# Share of the stage's progress given to the plain pass (the 16-view pass does most of the work).
+# Share of the stage's progress given to the plain pass (the rescoring pass does most of the work).
 PLAIN_PASS_SHARE = 0.25
 
 

@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from CMBDetectorLib.cnn import CNN_WEIGHTS, PATCH_SIZE, PLAIN_PASS_SHARE, CandidateClassifier, build_model, standardise, views
+from CMBDetectorLib.cnn import (CNN_WEIGHTS, FOUR_VIEWS, PATCH_SIZE, PLAIN_PASS_SHARE, RESCORE_WEIGHTS, CandidateClassifier,
+                                build_model, standardise, views)
 from CMBDetectorLib.config import MODELS_DIR
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.patches import extract_patches
@@ -16,7 +17,7 @@ def test_shipped_weights_are_small_and_have_model_cards():
     cnn, yolo = MODELS_DIR / CNN_WEIGHTS, MODELS_DIR / YOLO_WEIGHTS
     assert cnn.stat().st_size < 2_000_000
     assert yolo.stat().st_size < 8_000_000
-    assert (MODELS_DIR / "cmb_cnn3d_rescore.pt").stat().st_size < 2_000_000
+    assert (MODELS_DIR / RESCORE_WEIGHTS).stat().st_size < 2_000_000
     for card in ("cmb_cnn3d.md", "cmb_cnn3d_rescore.md", "cmb_yolo_rescore.md"):
         text = (MODELS_DIR / card).read_text()
         assert "synthetic" in text.lower() and "retrain" in text.lower()
@@ -116,8 +117,6 @@ def test_missing_and_corrupt_weights(tmp_path, loader, name):
 
 
 def test_corrupt_rescoring_weights_are_named(tmp_path):
-    from CMBDetectorLib.cnn import RESCORE_WEIGHTS
-
     for name in (CNN_WEIGHTS, RESCORE_WEIGHTS):
         shutil.copyfile(MODELS_DIR / name, tmp_path / name)
     data = (tmp_path / RESCORE_WEIGHTS).read_bytes()
@@ -138,7 +137,6 @@ def test_cnn_reports_progress_per_batch():
 def test_a_rescoring_cnn_scores_the_gated_candidates_over_four_views(tmp_path):
     import torch
 
-    from CMBDetectorLib.cnn import FOUR_VIEWS, RESCORE_WEIGHTS
     from CMBDetectorLib.training.widen import widen
 
     assert len(set(FOUR_VIEWS)) == 4 and all(sum(view[axis] for view in FOUR_VIEWS) == 2 for axis in range(4))
