@@ -162,6 +162,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
         self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialsChanged)
         self.ui.phaseSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.onSensitivityChanged(0))
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.onSensitivityChanged(0))
         self.ui.previousButton.connect("clicked(bool)", lambda: self.step(-1))
         self.ui.nextButton.connect("clicked(bool)", lambda: self.step(+1))
         self.ui.acceptButton.connect("clicked(bool)", lambda: self.decide(markups.ACCEPTED))
@@ -234,8 +235,11 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "Select an input volume.")
 
     def _presetThreshold(self, preset: str) -> float:
-        """The preset's threshold for the current input (its table depends on a phase volume)."""
-        return preset_threshold(preset, with_phase=self.ui.phaseSelector.currentNode() is not None)
+        """The preset's threshold for the current input (its table depends on a phase volume, and
+        the balanced one on whether the volume lies outside the training ranges)."""
+        volume = self.ui.inputVolumeSelector.currentNode()
+        out_of_range = volume is not None and self.logic.outsideTrainingRanges(volume)
+        return preset_threshold(preset, self.ui.phaseSelector.currentNode() is not None, out_of_range)
 
     def onSensitivityChanged(self, index: int) -> None:
         preset = self.ui.sensitivityComboBox.currentText

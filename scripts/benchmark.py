@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CMBDetector"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig, preset_threshold  # noqa: E402
+from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
-    FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, calcifications_reported, evaluate_scan,
-    false_positive_mimics, found_by_size, froc, protocol_family, rule_variant, stress_scan, summarise, test_scan)
+    FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, Preset, calcifications_reported,
+    evaluate_scan, false_positive_mimics, found_by_size, froc, protocol_family, rule_variant, stress_scan, summarise,
+    test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
@@ -140,7 +141,7 @@ def evaluate_set(n_scans: int, seed0: int, config: DetectorConfig, workers: int,
     return outcomes, locations, n_gre
 
 
-def stage_threshold(variant: str, thresholds: dict) -> float:
+def stage_threshold(variant: str, thresholds: dict) -> float | Preset:
     """Threshold of an ablation row: none for the candidates, the phase preset for the phase
     variants, the magnitude-only one for the rest."""
     if variant == "candidates":
@@ -167,9 +168,9 @@ def final_rows(outcomes: list, thresholds: dict) -> dict:
             "froc": {key: froc(outcomes, key) for key in (*FINAL, *NO_YOLO)},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
             "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL},
-            "false_positive_mimics": {key: {preset: {"threshold": t, "counts": false_positive_mimics(outcomes, key, t)}
+            "false_positive_mimics": {key: {preset: {"threshold": str(t), "counts": false_positive_mimics(outcomes, key, t)}
                                             for preset, t in (("balanced", thresholds[key]),
-                                                              ("high", preset_threshold("high", key == "fused+phase")))}
+                                                              ("high", Preset("high", key == "fused+phase")))}
                                       for key in FINAL},
             "protocols": {key: {kind: {"n_scans": len(subset), **summarise(subset, key, thresholds[key])}
                                 for kind in sorted({o.protocol for o in outcomes}, key=protocol_order)
@@ -409,7 +410,7 @@ def main(argv=None):
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, Markdown and plot go")
     args = parser.parse_args(argv)
     config = DetectorConfig(device=args.device)
-    thresholds = {key: preset_threshold("balanced", key == "fused+phase") for key in FINAL}
+    thresholds = {key: Preset("balanced", key == "fused+phase") for key in FINAL}
     if args.models_dir:
         config.models_dir = args.models_dir.resolve()
     seed0 = VALIDATION_SEED0 if args.validation else TEST_SEED0
@@ -440,11 +441,11 @@ def main(argv=None):
                  + (f", {DRAW_LABELS[draw]}" if draw else ""),
         "n_scans": len(outcomes), "n_gre2d_15t": int(n_gre),
         "n_negative": sum(len(o.gt_ras) == 0 for o in outcomes),
-        "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": thresholds,
+        "n_lesions": int(sum(len(o.gt_ras) for o in outcomes)), "thresholds": {k: str(t) for k, t in thresholds.items()},
         "candidates_per_scan": float(np.mean([o.n_candidates for o in outcomes])),
         "scan_call": {key: {"threshold": SCAN_THRESHOLD, **summarise(outcomes, key, thresholds[key], SCAN_THRESHOLD)}
                       for key in FINAL},
-        "presets": {key: {name: {"threshold": (t := preset_threshold(name, key == "fused+phase")),
+        "presets": {key: {name: {"threshold": str(t := Preset(name, key == "fused+phase")),
                                  **summarise(outcomes, key, t)} for name in SENSITIVITY_PRESETS} for key in FINAL},
         "froc": {v: froc(outcomes, v) for v in ("cnn", "cnn+yolo", "fused-noyolo", "fused", "fused+phase-noyolo",
                                                 "fused+phase")},

@@ -23,6 +23,7 @@ from .preprocessing import Preprocessed, preprocess
 from .progress import CancelCheck, ProgressCallback, StageReporter
 from .results import DetectionResult
 from .size import measure_detections
+from .trained_range import Acquisition, outside_training
 from .validation import PreparedInput, prepare_input, run_with_gpu_fallback, select_device
 from .yolo_rescore import YoloRescorer
 
@@ -157,9 +158,12 @@ def select(scored: ScoredCandidates, scores: np.ndarray, threshold: float) -> De
 
 def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None = None,
            mask: np.ndarray | None = None, progress: ProgressCallback | None = None,
-           cancel: CancelCheck | None = None, phase: np.ndarray | None = None) -> DetectionResult:
+           cancel: CancelCheck | None = None, phase: np.ndarray | None = None,
+           acquisition: Acquisition | None = None) -> DetectionResult:
     """Detect microbleeds in a ``[k, j, i]`` magnitude volume, helped by its phase image when
-    given (same grid); raises ``CMBDetectorError`` on bad input."""
+    given (same grid); raises ``CMBDetectorError`` on bad input. ``acquisition`` (field strength,
+    echo time: what the scan's metadata says) and the slice thickness tell whether the scan lies
+    outside the training ranges, where the balanced preset has its own threshold."""
     config = config or DetectorConfig()
     report = StageReporter(progress, cancel)
     scored = score_candidates(array, geometry, config, mask, report, phase)
@@ -170,7 +174,8 @@ def detect(array: np.ndarray, geometry: Geometry, config: DetectorConfig | None 
     report("Post-processing", 0.95)
     t = time.perf_counter()
     with_phase = scored.paramagnetic is not None
-    result = select(scored, final, config.threshold_for(with_phase))
+    out_of_range = bool(outside_training(scored.prepared.geometry, acquisition))
+    result = select(scored, final, config.threshold_for(with_phase, out_of_range))
     result.scan_threshold, result.used_phase = SCAN_THRESHOLD, with_phase
     prepared = scored.prepared
     result.detections = measure_detections(result.detections, prepared.array, prepared.geometry, prepared.mask)

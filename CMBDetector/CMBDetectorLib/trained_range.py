@@ -5,7 +5,8 @@ with 4-5 mm slices, echo times 15-40 ms. Outside those ranges microbleeds bloom 
 differently and the detector finds markedly fewer of them (README, "Generalisation"), so such a
 scan gets a warning with its results. The slice thickness comes from the voxel grid; the field
 strength and echo time only when the scan's metadata gives them (DICOM header, or the JSON
-sidecars that BIDS and dcm2niix write beside a NIfTI file: :mod:`.sidecars`).
+sidecars that BIDS and dcm2niix write beside a NIfTI file: :mod:`.sidecars`). The balanced
+preset has its own threshold on such scans (:data:`.config.OUT_OF_RANGE_BALANCED`).
 """
 
 from __future__ import annotations
@@ -82,5 +83,5 @@ def range_warning(geometry: Geometry, acquisition: Acquisition | None = None) ->
         return None
     return ("The scan lies outside the acquisitions the models were trained on (" + "; ".join(found) + "): "
             "microbleeds bloom and stand out differently there and the detector finds markedly fewer of "
-            "them. Review the scan yourself; the high sensitivity preset finds more at the cost of more "
-            "false positives.")
+            "them. The balanced preset reports lower-scoring points on such scans than on others; review the "
+            "scan yourself: the high sensitivity preset finds more at the cost of more false positives.")

@@ -15,6 +15,7 @@ a crash or a cancel leaves it as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import shutil
 import tempfile
@@ -61,7 +62,7 @@ class BackgroundDetection:
             self.job = protocol.Job(
                 job_id=next(_job_ids), ijk_to_ras=inputs.geometry.ijk_to_ras.tolist(),
                 config=protocol.config_to_dict(config or DetectorConfig()),
-                result=str(self._folder / "result.json"), **files)
+                result=str(self._folder / "result.json"), acquisition=dataclasses.asdict(inputs.acquisition), **files)
             client.submit(self.job)
         except BaseException:
             self._cleanup()

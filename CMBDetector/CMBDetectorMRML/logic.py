@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import slicer
+import vtk
 
 from CMBDetectorLib import location, trained_range
 from CMBDetectorLib.config import DetectorConfig
@@ -59,6 +60,7 @@ class DetectorInputs:
     geometry: Geometry
     mask: np.ndarray | None = None
     phase: np.ndarray | None = None
+    acquisition: trained_range.Acquisition = trained_range.Acquisition()  # what the node's metadata says
 
 
 @dataclass
@@ -162,7 +164,8 @@ class CMBDetectorLogic:
         report("Reading volume", 0.0)
         inputs = self.detectorInputs(inputVolumeNode, maskNode, phaseNode, outputFiducialNode, outputTableNode)
         result = pipeline.detect(inputs.array, inputs.geometry, config=config, mask=inputs.mask,
-                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=inputs.phase)
+                                 progress=_scaled(progress, 0.02, 0.93), cancel=cancel, phase=inputs.phase,
+                                 acquisition=inputs.acquisition)
         registration = None
         if (config or DetectorConfig()).locate:
             report(location.STAGE, 0.95)
@@ -172,9 +175,20 @@ class CMBDetectorLogic:
         return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace, registration)
 
     @staticmethod
+    def outsideTrainingRanges(volumeNode) -> bool:
+        """Whether the volume's grid or acquisition metadata lies outside the models' training
+        ranges (:mod:`CMBDetectorLib.trained_range`), where the balanced preset has its own threshold."""
+        ijk_to_ras = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijk_to_ras)  # its own grid: a parent transform does not change the slices
+        geometry = Geometry(volumes.matrix_to_numpy(ijk_to_ras))
+        acquisition = acquisition_info.read(volumeNode, acquisition_info.application_database())
+        return bool(trained_range.outside_training(geometry, acquisition))
+
+    @staticmethod
     def detectorInputs(inputVolumeNode, maskNode=None, phaseNode=None, outputFiducialNode=None,
                        outputTableNode=None) -> DetectorInputs:
-        """Check that the nodes share one scene and copy the arrays the detector needs."""
+        """Check that the nodes share one scene and copy the arrays (and read the acquisition
+        metadata) the detector needs."""
         array, geometry = volumes.volume_to_array(inputVolumeNode)
         scene = inputVolumeNode.GetScene()
         if scene is None:
@@ -184,7 +198,8 @@ class CMBDetectorLogic:
                 raise CMBDetectorError(f"'{node.GetName()}' is not in the input volume's scene.")
         mask = None if maskNode is None else volumes.mask_to_array(maskNode, inputVolumeNode)
         phase = None if phaseNode is None else volumes.phase_to_array(phaseNode, inputVolumeNode)
-        return DetectorInputs(array, geometry, mask, phase)
+        acquisition = acquisition_info.read(inputVolumeNode, acquisition_info.application_database())
+        return DetectorInputs(array, geometry, mask, phase, acquisition)
 
     def loadResult(self, inputVolumeNode, result: DetectionResult, outputFiducialNode=None,
                    outputTableNode=None, replace: bool = False, registration=None) -> ProcessResult:

@@ -21,6 +21,7 @@ import numpy as np
 from CMBDetectorLib import location, pipeline
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.geometry import Geometry
+from CMBDetectorLib.trained_range import Acquisition
 
 from . import worker_protocol as protocol
 
@@ -55,8 +56,9 @@ def run_job(job: protocol.Job, send: Send) -> None:
     magnitude, geometry, mask = _load(job.magnitude), Geometry(np.array(job.ijk_to_ras)), _load(job.mask)
     config = protocol.config_from_dict(job.config)
     span = LOCATE_AT if config.locate else 1.0  # the registration takes seconds: leave it the end of the bar
+    acquisition = Acquisition(**(job.acquisition or {}))
     result = pipeline.detect(
-        magnitude, geometry, config, mask=mask, phase=_load(job.phase),
+        magnitude, geometry, config, mask=mask, phase=_load(job.phase), acquisition=acquisition,
         progress=lambda stage, fraction: send(protocol.Progress(job.job_id, stage, span * fraction)))
     if config.locate:
         send(protocol.Progress(job.job_id, location.STAGE, LOCATE_AT))

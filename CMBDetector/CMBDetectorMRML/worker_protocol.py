@@ -43,6 +43,7 @@ class Job:
     result: str
     mask: str | None = None
     phase: str | None = None
+    acquisition: dict | None = None  # trained_range.Acquisition's fields (the scan's metadata)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..candidates import MIN_RESPONSE
-from ..config import DetectorConfig
+from ..config import DetectorConfig, preset_threshold
 from ..phase_rule import PhaseRule
 from ..pipeline import final_scores, score_candidates, select
 from ..postprocess import nms_3d
 from ..size import measure_detections
 from ..synth.acquisition import (STRESS_FAMILY, sample_mid_slice_protocol, sample_shifted_protocol,
                                  sample_stress_protocol)
+from ..trained_range import Acquisition, outside_training
 from .metrics import lesion_metrics, match_candidates, match_detections, subject_metrics
 from .mimics import MIMICS, mimic_kinds
 
@@ -30,6 +31,22 @@ STRESS_SEED0 = 900_000
 NO_RULE = PhaseRule(diamagnetic_cutoff=-np.inf, phase_may_raise=True)  # the phase fusion as it is
 FROC_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MEASURE_FLOOR = 0.1  # final-score variants are measured (size step) from here, below every preset
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A sensitivity preset of one input: its threshold depends on whether the scan lies outside
+    the training ranges (:func:`..config.preset_threshold`)."""
+
+    name: str
+    with_phase: bool
+
+    def threshold(self, out_of_range: bool) -> float:
+        return preset_threshold(self.name, self.with_phase, out_of_range)
+
+    def __str__(self) -> str:
+        inside, outside = self.threshold(False), self.threshold(True)
+        return f"{inside:g}" if inside == outside else f"{inside:g} ({outside:g} outside the training ranges)"
 
 
 @dataclass
@@ -45,12 +62,17 @@ class ScanOutcome:
     rule_rows: dict | None = None  # candidates YOLO scored: ras, diam, magnitude, with_phase, paramagnetic
     calc_ras: np.ndarray | None = None  # calcification centres
     mimics: dict | None = None  # final variants: what each detection lies on (:mod:`.mimics`)
+    out_of_range: bool = False  # acquired outside the training ranges (:mod:`..trained_range`)
 
-    def matched(self, variant: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    def threshold(self, threshold: float | Preset) -> float:
+        """``threshold``, or the preset's threshold for this scan."""
+        return threshold.threshold(self.out_of_range) if isinstance(threshold, Preset) else threshold
+
+    def matched(self, variant: str, threshold: float | Preset) -> tuple[np.ndarray, np.ndarray]:
         """Which of ``variant``'s detections reach ``threshold`` (a mask) and the microbleed each of
         those hits (index, or -1), matched by :func:`match_detections`."""
         ras, scores = self.variants[variant]
-        keep = scores >= threshold
+        keep = scores >= self.threshold(threshold)
         return keep, match_detections(ras[keep], scores[keep], self.gt_ras, self.gt_diam)
 
 
@@ -130,8 +152,9 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
                  "paramagnetic": scored.paramagnetic[look]}
     calc = np.array([o.center_ras for o in scan.objects if o.kind == "calcification"], float).reshape(-1, 3)
     mimics = {name: mimic_kinds(variants[name][0], scan.objects, scan.vessels) for name in ("fused", "fused+phase")}
+    metadata = Acquisition(scan.protocol.field_strength_t, scan.protocol.te_ms)  # as a DICOM header gives them
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
-                       hits, len(response), rule_rows, calc, mimics)
+                       hits, len(response), rule_rows, calc, mimics, bool(outside_training(scan.geometry, metadata)))
 
 
 def reported(scored, detections: list) -> list:
@@ -152,18 +175,19 @@ def rule_variant(outcome: ScanOutcome, rule: PhaseRule) -> tuple[np.ndarray, np.
     return rows["ras"][keep], scores[keep]
 
 
-def calcifications_reported(outcomes: list[ScanOutcome], variant: str, threshold: float, reach_mm: float = 3.0) -> int:
+def calcifications_reported(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset,
+                            reach_mm: float = 3.0) -> int:
     """Detections at or above ``threshold`` within ``reach_mm`` of a calcification centre."""
     n = 0
     for o in outcomes:
         ras, scores = o.variants[variant]
-        ras = ras[scores >= threshold]
+        ras = ras[scores >= o.threshold(threshold)]
         if len(ras) and len(o.calc_ras):
             n += int((np.linalg.norm(ras[:, None] - o.calc_ras[None], axis=2).min(1) <= reach_mm).sum())
     return n
 
 
-def false_positive_mimics(outcomes: list[ScanOutcome], variant: str, threshold: float) -> dict[str, int]:
+def false_positive_mimics(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset) -> dict[str, int]:
     """False positives of a final ``variant`` at ``threshold``, counted by what they lie on."""
     counts = dict.fromkeys(MIMICS, 0)
     for o in outcomes:
@@ -173,7 +197,8 @@ def false_positive_mimics(outcomes: list[ScanOutcome], variant: str, threshold: 
     return counts
 
 
-def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_threshold: float | None = None) -> dict:
+def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset,
+              scan_threshold: float | None = None) -> dict:
     """Lesion and subject metrics of one variant at one threshold; a scan counts as positive when
     it has a detection (or, with ``scan_threshold``, when its best detection reaches that)."""
     tp = fp = n_gt = 0
@@ -195,7 +220,7 @@ def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float, scan_
 SIZE_BINS_MM = (1.5, 3.0)  # apparent diameters (with blooming, as the engine records them)
 
 
-def found_by_size(outcomes: list[ScanOutcome], variant: str, threshold: float,
+def found_by_size(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset,
                   edges=SIZE_BINS_MM) -> dict[str, tuple[int, int]]:
     """(found, total) microbleeds per apparent-diameter bin for one variant at one threshold."""
     labels = [f"< {edges[0]:g} mm"] + [f"{lo:g}-{hi:g} mm" for lo, hi in zip(edges, edges[1:])] + [f">= {edges[-1]:g} mm"]

@@ -67,8 +67,9 @@ def fake_detect(monkeypatch):
     calls = []
 
     def install(ijk_points, real_location: bool = False, **kwargs):
-        def detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None):
-            calls.append({"array": array, "geometry": geometry, "config": config, "mask": mask, "phase": phase})
+        def detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None, acquisition=None):
+            calls.append({"array": array, "geometry": geometry, "config": config, "mask": mask, "phase": phase,
+                          "acquisition": acquisition})
             for fraction, stage in ((0.0, "Checking input"), (0.5, "3D CNN"), (1.0, "Done")):
                 if cancel is not None and cancel():
                     from CMBDetectorLib.progress import DetectionCancelled

@@ -41,7 +41,7 @@ def fake_locate(result, *args, **kwargs):
     return location.Located(result, shift_registration() if located else None)
 
 
-def fake_detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None):
+def fake_detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None, acquisition=None):
     mode = os.environ.get("FAKE_DETECT", "ok")
     if mode == "bad-input":
         raise CMBDetectorError(f"Volume of shape {array.shape} refused by the stand-in detector.")
@@ -56,7 +56,8 @@ def fake_detect(array, geometry, config=None, mask=None, progress=None, cancel=N
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(seconds / STEPS)
     result = result_from_ijk(geometry, IJK, diameters=[3.0, 6.0, 2.0])
-    result.warnings.append(f"mask {mask is not None}, phase {phase is not None}, sum {float(array.sum()):.1f}")
+    result.warnings.append(f"mask {mask is not None}, phase {phase is not None}, sum {float(array.sum()):.1f}, "
+                           f"{acquisition}")
     return result
 
 

@@ -231,6 +231,24 @@ def test_phase_volume_reaches_the_detector_and_a_foreign_grid_is_refused(scene, 
     assert scene_state(scene) == state and len(calls) == 1
 
 
+def test_the_acquisition_reaches_the_detector_and_marks_scans_outside_the_training_ranges(scene, volume,
+                                                                                          fake_detect):
+    from CMBDetectorLib.trained_range import Acquisition
+    from CMBDetectorMRML import acquisition_info
+
+    calls = fake_detect(IJK)
+    logic = CMBDetectorLogic()
+    assert not logic.outsideTrainingRanges(volume)  # 2 mm slices, nothing else known
+    logic.process(volume)
+    assert calls[-1]["acquisition"] == Acquisition()
+    acquisition_info.store(volume, Acquisition(7.0, 20.0))
+    assert logic.outsideTrainingRanges(volume)
+    logic.process(volume)
+    assert calls[-1]["acquisition"] == Acquisition(7.0, 20.0)  # the detector picks its balanced threshold by it
+    thick = Geometry.from_parts(spacing=(0.9, 0.9, 3.0), origin=(0.0, 0.0, 0.0), direction=np.eye(3))
+    assert logic.outsideTrainingRanges(volumes.volume_from_array(scene, np.ones(SHAPE, np.float32), thick, "thick"))
+
+
 def test_scan_level_call_is_reported_and_stored(volume, fake_detect):
     from conftest import result_from_ijk
 

@@ -74,6 +74,15 @@ def test_worker_run_keeps_the_registration_that_placed_the_points(volume, client
     assert plain.registration is None  # no location stage: the overlay registers on demand
 
 
+def test_the_volume_acquisition_reaches_the_worker(volume, client_for):
+    from CMBDetectorLib.trained_range import Acquisition
+    from CMBDetectorMRML import acquisition_info
+
+    acquisition_info.store(volume, Acquisition(7.0, 10.0))
+    out = BackgroundDetection(CMBDetectorLogic(), client_for("ok"), volume).wait(timeout=30)
+    assert any(w.endswith("Acquisition(field_strength_t=7.0, echo_time_ms=10.0)") for w in out.result.warnings)
+
+
 def test_output_nodes_are_reused_and_a_deleted_one_is_replaced(volume, client_for, fake_detect):
     fake_detect(fake_worker.IJK)
     logic = CMBDetectorLogic()

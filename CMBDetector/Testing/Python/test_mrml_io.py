@@ -49,7 +49,7 @@ sys.path.insert(0, {module_dir!r})
 import CMBDetectorLib
 from CMBDetectorLib.results import DetectionResult
 fake = types.ModuleType("CMBDetectorLib.pipeline")
-def detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None):
+def detect(array, geometry, config=None, mask=None, progress=None, cancel=None, phase=None, acquisition=None):
     time.sleep(float(sys.argv[1]))
     return DetectionResult([], geometry)
 fake.detect = detect

@@ -99,6 +99,34 @@ def test_thresholds_follow_the_preset_of_the_input():
         detect(array, geometry, DetectorConfig(sensitivity="paranoid"))
 
 
+def test_outside_the_training_ranges_only_the_balanced_preset_changes():
+    from CMBDetectorLib.config import OUT_OF_RANGE_BALANCED, preset_threshold
+
+    assert OUT_OF_RANGE_BALANCED[True] < preset_threshold("balanced", with_phase=True)
+    for with_phase in (False, True):
+        assert preset_threshold("balanced", with_phase, out_of_range=True) == OUT_OF_RANGE_BALANCED[with_phase]
+        assert OUT_OF_RANGE_BALANCED[with_phase] <= preset_threshold("balanced", with_phase)
+        for name in ("high", "specific"):
+            assert preset_threshold(name, with_phase, True) == preset_threshold(name, with_phase)
+    assert DetectorConfig(threshold=0.65).threshold_for(False, out_of_range=True) == 0.65  # the user's own
+
+
+def test_a_scan_outside_the_training_ranges_reports_from_its_balanced_threshold():
+    from CMBDetectorLib.config import OUT_OF_RANGE_BALANCED
+    from CMBDetectorLib.trained_range import Acquisition
+
+    array, geometry = sample()
+    plain = sample_result_with_phase()[0]
+    seven_t = detect(array, geometry, phase=read_image(SAMPLE_PHASE)[0],
+                     acquisition=Acquisition(7.0, None))  # e.g. what its DICOM header says
+    assert seven_t.threshold == OUT_OF_RANGE_BALANCED[True] < plain.threshold
+    # the same scores: every detection of the plain run, and more only between the two thresholds
+    kept = [d for d in seven_t.detections if d.score >= plain.threshold]
+    np.testing.assert_allclose([d.score for d in kept], [d.score for d in plain.detections], atol=1e-6)
+    np.testing.assert_allclose([d.ras for d in kept], [d.ras for d in plain.detections], atol=1e-6)
+    assert all(seven_t.threshold <= d.score for d in seven_t.detections)
+
+
 def test_phase_scores_the_sample_microbleeds_as_paramagnetic():
     result, stages = sample_result_with_phase()
     assert "Phase evidence" in [s for s, _ in stages] and "phase" in result.timings
@@ -243,8 +271,10 @@ def test_benchmark_no_yolo_rows_are_the_pipeline_with_yolo_switched_off():
     gt_ras, gt_diam = truth()
     scan = SimpleNamespace(magnitude=array, geometry=geometry, phase=read_image(SAMPLE_PHASE)[0],
                            objects=read_objects_csv(OBJECTS), vessels=[],  # the sample's files keep no centre lines
-                           protocol=SimpleNamespace(kind="swi3d"), cmb_truth=lambda: (gt_ras, gt_diam))
+                           protocol=SimpleNamespace(kind="swi3d", field_strength_t=3.0, te_ms=20.0),
+                           cmb_truth=lambda: (gt_ras, gt_diam))
     outcome = evaluate_scan(scan, DetectorConfig())
+    assert not outcome.out_of_range
     assert {"cnn", "cnn+yolo", "fused-noyolo", "fused", "fused+phase-noyolo", "fused+phase"} <= set(outcome.variants)
     threshold = SENSITIVITY_PRESETS["balanced"]
     ras, scores = outcome.variants["fused-noyolo"]
@@ -253,3 +283,25 @@ def test_benchmark_no_yolo_rows_are_the_pipeline_with_yolo_switched_off():
     np.testing.assert_allclose(ras[np.argsort(-scores)][:len(expected)], [d.ras for d in expected], atol=1e-6)
     with_yolo = outcome.variants["fused"][1]
     assert not np.array_equal(np.sort(with_yolo), np.sort(scores))  # the YOLO stage moves the final scores
+
+
+def test_benchmark_presets_take_each_scans_threshold():
+    """The benchmark's default rows use the out-of-range balanced threshold on the scans outside the
+    training ranges, as detect() does."""
+    from dataclasses import replace
+
+    from CMBDetectorLib.config import OUT_OF_RANGE_BALANCED, PHASE_SENSITIVITY_PRESETS
+    from CMBDetectorLib.evaluation.benchmark import Preset, ScanOutcome, summarise
+
+    inside_t, outside_t = PHASE_SENSITIVITY_PRESETS["balanced"], OUT_OF_RANGE_BALANCED[True]
+    scores = np.array([0.95, (inside_t + outside_t) / 2, outside_t, 0.1])
+    ras = np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [40.0, 0.0, 0.0], [60.0, 0.0, 0.0]])
+    inside = ScanOutcome(ras[:3], np.full(3, 3.0), {"fused+phase": (ras, scores)})
+    outside = replace(inside, out_of_range=True)
+    balanced = Preset("balanced", with_phase=True)
+    assert inside.threshold(balanced) == inside_t and inside.threshold(0.3) == 0.3
+    assert outside.threshold(balanced) == outside_t
+    assert summarise([inside], "fused+phase", balanced)["lesion"]["sensitivity"] == 1 / 3
+    assert summarise([outside], "fused+phase", balanced)["lesion"]["sensitivity"] == 1.0
+    assert str(balanced) == f"{inside_t:g} ({outside_t:g} outside the training ranges)"
+    assert str(Preset("high", with_phase=True)) == "0.2"

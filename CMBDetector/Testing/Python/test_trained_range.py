@@ -69,6 +69,7 @@ def test_one_warning_names_everything_and_what_to_do():
     text = range_warning(grid((0.9, 0.9, 2.8)), Acquisition(7.0, 10.0))
     assert text.count("slices 2.8 mm") == 1 and "field strength 7 T" in text and "echo time 10 ms" in text
     assert "finds markedly fewer" in text and "high sensitivity preset" in text
+    assert "balanced preset reports lower-scoring points on such scans" in text
 
 
 def test_echo_time_of_a_chosen_echo_or_the_mean_of_combined_echoes():

@@ -47,7 +47,7 @@ def make_job(tmp_path: Path, job_id: int = 1, with_phase: bool = False) -> proto
         np.save(phase, np.zeros_like(array))
     return protocol.Job(job_id=job_id, magnitude=str(tmp_path / "mag.npy"), ijk_to_ras=GEOMETRY.ijk_to_ras.tolist(),
                         config=protocol.config_to_dict(DetectorConfig()), result=str(tmp_path / f"result{job_id}.json"),
-                        phase=phase)
+                        phase=phase, acquisition={"field_strength_t": 7.0, "echo_time_ms": None} if with_phase else None)
 
 
 def collect(client: WorkerClient, until, timeout: float = 30.0) -> list:
@@ -158,7 +158,9 @@ def test_progress_lines_arrive_in_order_and_the_result_file_holds_the_detections
     np.testing.assert_allclose([d.ijk for d in result.detections], fake_worker.IJK)
     np.testing.assert_allclose([d.ras for d in result.detections], GEOMETRY.ijk_to_ras_points(fake_worker.IJK))
     total = float(np.load(job.magnitude).sum())
-    assert result.warnings == [f"mask False, phase True, sum {total:.1f}"]  # the worker read the job's arrays
+    # the worker read the job's arrays and passed its acquisition on
+    assert result.warnings == [f"mask False, phase True, sum {total:.1f}, "
+                               "Acquisition(field_strength_t=7.0, echo_time_ms=None)"]
 
 
 def test_worker_stays_warm_and_survives_bad_input(tmp_path, clients):
