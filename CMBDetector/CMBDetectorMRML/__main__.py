@@ -65,10 +65,10 @@ def add_acquisition_options(parser: argparse.ArgumentParser) -> None:
     """``--field-strength`` / ``--echo-time``: the user's word where a scan's metadata is silent."""
     parser.add_argument("--field-strength", type=float, metavar="T",
                         help="field strength in tesla, for scans whose DICOM header or JSON sidecar does not give it "
-                        "(only checks the trained range)")
+                        "(checks the trained range, outside which detection has its own balanced threshold)")
     parser.add_argument("--echo-time", type=float, metavar="MS",
                         help="echo time in ms, for scans whose DICOM header or JSON sidecar does not give it "
-                        "(only checks the trained range)")
+                        "(checks the trained range, outside which detection has its own balanced threshold)")
 
 
 def check_acquisition_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
