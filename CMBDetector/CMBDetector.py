@@ -140,6 +140,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._shortcuts = []
         self._registration = None  # (input volume, its AtlasRegistration) of the last Apply
         self._atlasOverlay = None  # (input volume, label map node) the checkbox shows
+        self._inputOutOfRange = False  # the selected input lies outside the training ranges
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -162,7 +163,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
         self.ui.outputFiducialSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onFiducialsChanged)
         self.ui.phaseSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.onSensitivityChanged(0))
-        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.onSensitivityChanged(0))
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputVolumeChanged)
         self.ui.previousButton.connect("clicked(bool)", lambda: self.step(-1))
         self.ui.nextButton.connect("clicked(bool)", lambda: self.step(+1))
         self.ui.acceptButton.connect("clicked(bool)", lambda: self.decide(markups.ACCEPTED))
@@ -234,12 +235,16 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.toolTip = _("Detect microbleeds in the input volume.") if ready else _(
             "Select an input volume.")
 
+    def onInputVolumeChanged(self, volume) -> None:
+        """Read once per selection (metadata, sidecars) whether the volume lies outside the training
+        ranges, and show its preset threshold."""
+        self._inputOutOfRange = volume is not None and self.logic.outsideTrainingRanges(volume)
+        self.onSensitivityChanged(0)
+
     def _presetThreshold(self, preset: str) -> float:
         """The preset's threshold for the current input (its table depends on a phase volume, and
         the balanced one on whether the volume lies outside the training ranges)."""
-        volume = self.ui.inputVolumeSelector.currentNode()
-        out_of_range = volume is not None and self.logic.outsideTrainingRanges(volume)
-        return preset_threshold(preset, self.ui.phaseSelector.currentNode() is not None, out_of_range)
+        return preset_threshold(preset, self.ui.phaseSelector.currentNode() is not None, self._inputOutOfRange)
 
     def onSensitivityChanged(self, index: int) -> None:
         preset = self.ui.sensitivityComboBox.currentText

@@ -27,6 +27,7 @@ import numpy as np
 
 from CMBDetectorLib.config import DetectorConfig
 from CMBDetectorLib.errors import CMBDetectorError
+from CMBDetectorLib.trained_range import Acquisition
 
 from . import worker_protocol as protocol
 from .logic import CMBDetectorLogic, ProcessResult
@@ -107,7 +108,8 @@ class BackgroundDetection:
         # Output nodes deleted during the run are replaced by new ones.
         fiducials, table = (n if n is not None and n.GetScene() is scene else None for n in (fiducials, table))
         registration = protocol.read_registration(self.job.result)  # for the atlas overlay, as in-process
-        return self.logic.loadResult(volume, result, fiducials, table, self._replace, registration)
+        return self.logic.loadResult(volume, result, fiducials, table, self._replace, registration,
+                                     Acquisition(**self.job.acquisition))  # what the worker was given
 
     def cancel(self) -> float:
         """Stop the run now (kills the worker); returns the seconds the worker took to go."""

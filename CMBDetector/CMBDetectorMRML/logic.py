@@ -172,7 +172,8 @@ class CMBDetectorLogic:
             located = location.locate(result, inputs.array, inputs.geometry, inputs.mask)
             result, registration = located.result, located.registration
         report("Creating markups", 0.96)
-        return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace, registration)
+        return self.loadResult(inputVolumeNode, result, outputFiducialNode, outputTableNode, replace, registration,
+                               inputs.acquisition)
 
     @staticmethod
     def outsideTrainingRanges(volumeNode) -> bool:
@@ -202,15 +203,18 @@ class CMBDetectorLogic:
         return DetectorInputs(array, geometry, mask, phase, acquisition)
 
     def loadResult(self, inputVolumeNode, result: DetectionResult, outputFiducialNode=None,
-                   outputTableNode=None, replace: bool = False, registration=None) -> ProcessResult:
+                   outputTableNode=None, replace: bool = False, registration=None,
+                   acquisition: trained_range.Acquisition | None = None) -> ProcessResult:
         """Write ``result`` (detected on ``inputVolumeNode``) as pending points plus a table, as
         :meth:`process` does; on error the nodes it created are removed. ``registration``: the
         location stage's, if it ran here (kept for the atlas overlay). A scan acquired outside the
-        models' training ranges gets a warning (:mod:`CMBDetectorLib.trained_range`)."""
+        models' training ranges gets a warning (:mod:`CMBDetectorLib.trained_range`); ``acquisition``
+        is what the detector was given (None: read from the node)."""
         scene = inputVolumeNode.GetScene()
         if scene is None:
             raise CMBDetectorError(f"Input volume '{inputVolumeNode.GetName()}' is no longer in the scene.")
-        acquisition = acquisition_info.read(inputVolumeNode, acquisition_info.application_database())
+        if acquisition is None:
+            acquisition = acquisition_info.read(inputVolumeNode, acquisition_info.application_database())
         out_of_range = trained_range.range_warning(result.geometry, acquisition)
         if out_of_range and out_of_range not in result.warnings:
             result.warnings.append(out_of_range)
