@@ -41,6 +41,7 @@ from CMBDetectorMRML import dependencies
 from CMBDetectorMRML import logic as mrmlLogic
 from CMBDetectorMRML import markups, readout, report, sampledata, tables
 from CMBDetectorMRML.background import BackgroundDetection
+from CMBDetectorMRML.range_watch import TrainingRangeWatch
 from CMBDetectorMRML.review_cursor import ReviewCursor
 from CMBDetectorMRML.review_sync import ReviewSync
 from CMBDetectorMRML.worker_client import WorkerClient
@@ -140,7 +141,7 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._shortcuts = []
         self._registration = None  # (input volume, its AtlasRegistration) of the last Apply
         self._atlasOverlay = None  # (input volume, label map node) the checkbox shows
-        self._inputOutOfRange = False  # the selected input lies outside the training ranges
+        self._rangeWatch = None  # whether the selected input lies outside the training ranges
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -149,6 +150,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CMBDetectorLogic()
+        self._rangeWatch = TrainingRangeWatch(self.logic.outsideTrainingRanges,
+                                              lambda outside: self.onSensitivityChanged(0))
         self.ui.progressBar.hide()
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(POLL_INTERVAL_MS)
@@ -182,6 +185,8 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self._removeShortcuts()
         self._observeFiducials(None)
+        if self._rangeWatch is not None:
+            self._rangeWatch.stop()
         self.removeObservers()
         if self._run is not None:
             self._endRun(cancel=True)
@@ -236,15 +241,15 @@ class CMBDetectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "Select an input volume.")
 
     def onInputVolumeChanged(self, volume) -> None:
-        """Read once per selection (metadata, sidecars) whether the volume lies outside the training
-        ranges, and show its preset threshold."""
-        self._inputOutOfRange = volume is not None and self.logic.outsideTrainingRanges(volume)
-        self.onSensitivityChanged(0)
+        """Follow the selected volume: whether it lies outside the training ranges is read (metadata,
+        sidecars) when it is selected and when its metadata, grid or file change, and the slider
+        shows its preset threshold."""
+        self._rangeWatch.follow(volume)
 
     def _presetThreshold(self, preset: str) -> float:
         """The preset's threshold for the current input (its table depends on a phase volume, and
         the balanced one on whether the volume lies outside the training ranges)."""
-        return preset_threshold(preset, self.ui.phaseSelector.currentNode() is not None, self._inputOutOfRange)
+        return preset_threshold(preset, self.ui.phaseSelector.currentNode() is not None, self._rangeWatch.out_of_range)
 
     def onSensitivityChanged(self, index: int) -> None:
         preset = self.ui.sensitivityComboBox.currentText

@@ -249,6 +249,40 @@ def test_the_acquisition_reaches_the_detector_and_marks_scans_outside_the_traini
     assert logic.outsideTrainingRanges(volumes.volume_from_array(scene, np.ones(SHAPE, np.float32), thick, "thick"))
 
 
+def test_the_panels_range_watch_reads_again_only_when_the_metadata_grid_or_file_change(scene, volume):
+    from CMBDetectorLib.trained_range import Acquisition
+    from CMBDetectorMRML import acquisition_info
+    from CMBDetectorMRML.range_watch import TrainingRangeWatch
+
+    reads, answers = [], []
+
+    def read(node):
+        reads.append(node.GetName())
+        return CMBDetectorLogic.outsideTrainingRanges(node)
+
+    watch = TrainingRangeWatch(read, answers.append)
+    watch.follow(volume)
+    assert answers == [False] and len(reads) == 1  # 2 mm slices, nothing else known
+    volume.SetName("renamed")  # a change the answer does not depend on: not read again
+    assert len(reads) == 1
+    acquisition_info.store(volume, Acquisition(7.0, 20.0))  # metadata set after the selection
+    assert answers[-1] is True and watch.out_of_range
+    acquisition_info.store(volume, Acquisition())
+    assert answers[-1] is False
+    volume.SetSpacing(0.9, 0.9, 3.0)  # the grid: 3 mm slices lie between the trained regimes
+    assert answers[-1] is True
+    other = volumes.volume_from_array(scene, np.ones(SHAPE, np.float32), GEOMETRY, "other")
+    watch.follow(other)
+    assert answers[-1] is False
+    n = len(reads)
+    volume.SetSpacing(0.9, 0.9, 2.0)  # the volume no longer followed
+    assert len(reads) == n
+    watch.follow(None)
+    assert answers[-1] is False and not watch.out_of_range
+    other.SetSpacing(0.9, 0.9, 3.0)
+    assert len(reads) == n
+
+
 def test_scan_level_call_is_reported_and_stored(volume, fake_detect):
     from conftest import result_from_ijk
 
