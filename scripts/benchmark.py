@@ -37,8 +37,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
     FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, Preset, calcifications_reported,
-    evaluate_scan, false_positive_mimics, found_by_size, froc, protocol_family, rule_variant, stress_scan, summarise,
-    test_scan)
+    evaluate_scan, false_positive_mimics, found_by_size, froc, lost_to_size, protocol_family, rule_variant, stress_scan,
+    summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
@@ -165,6 +165,7 @@ def final_rows(outcomes: list, thresholds: dict) -> dict:
             "candidate_recall": sum(o.candidate_hits for o in outcomes) / max(1, n_lesions),
             "rows": {key: stages[key] for key in FINAL},
             "by_size": {key: found_by_size(outcomes, key, thresholds[key]) for key in FINAL},
+            "lost_to_size": {key: lost_to_size(outcomes, key, thresholds[key]) for key in FINAL},
             "froc": {key: froc(outcomes, key) for key in (*FINAL, *NO_YOLO)},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
             "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL},
@@ -222,7 +223,9 @@ def size_lines(res: dict, prefix: str) -> list[str]:
     """Microbleeds found per apparent-diameter bin, final pipeline at the default thresholds."""
     return ["", *(f"Found by apparent diameter, {prefix}{inputs}, default threshold: " + "; ".join(
         f"{label} {found}/{total}" for label, (found, total) in res["by_size"][key].items()) + "."
-        for key, inputs in FINAL.items())]
+        for key, inputs in FINAL.items()),
+        "", f"Microbleeds found only as a spot the size step measured over 10 mm (listed, not counted), {prefix}"
+        "default threshold: " + "; ".join(f"{inputs} {res['lost_to_size'][key]}" for key, inputs in FINAL.items()) + "."]
 
 
 def mimic_lines(res: dict, prefix: str) -> list[str]:

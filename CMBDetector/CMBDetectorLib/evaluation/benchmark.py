@@ -9,7 +9,7 @@ engine's STRESS randomisation; no training or tuning recipe draws from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,6 +63,7 @@ class ScanOutcome:
     calc_ras: np.ndarray | None = None  # calcification centres
     mimics: dict | None = None  # final variants: what each detection lies on (:mod:`.mimics`)
     out_of_range: bool = False  # acquired outside the training ranges (:mod:`..trained_range`)
+    oversized: dict = field(default_factory=dict)  # final variants: (ras, scores) of spots measured over 10 mm
 
     def threshold(self, threshold: float | Preset) -> float:
         """``threshold``, or the preset's threshold for this scan."""
@@ -125,7 +126,7 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     it switched off) and the final ones; "+phase" variants also use the scan's phase image."""
     gt_ras, gt_diam = scan.cmb_truth()
     scored = score_candidates(scan.magnitude, scan.geometry, config, phase=scan.phase)
-    variants = {}
+    variants, oversized = {}, {}
     response = scored.candidates.response
     magnitude = final_scores(scored, config.models_dir, use_phase=False)
     for name, scores, floor in (
@@ -139,7 +140,8 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     ):
         detections = select(scored, scores, floor).detections
         if name.startswith("fused"):
-            detections = reported(scored, detections)
+            detections, over = reported(scored, detections)
+            oversized[name] = (np.array([d.ras for d in over]).reshape(-1, 3), np.array([d.score for d in over]))
         ras = np.array([d.ras for d in detections]).reshape(-1, 3)
         score = np.array([d.score for d in detections])  # select() stores the variant's score
         variants[name] = (ras, score)
@@ -154,16 +156,18 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     mimics = {name: mimic_kinds(variants[name][0], scan.objects, scan.vessels) for name in ("fused", "fused+phase")}
     metadata = Acquisition(scan.protocol.field_strength_t, scan.protocol.te_ms)  # as a DICOM header gives them
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
-                       hits, len(response), rule_rows, calc, mimics, bool(outside_training(scan.geometry, metadata)))
+                       hits, len(response), rule_rows, calc, mimics, bool(outside_training(scan.geometry, metadata)),
+                       oversized)
 
 
-def reported(scored, detections: list) -> list:
+def reported(scored, detections: list) -> tuple[list, list]:
     """What :func:`..pipeline.detect` reports of ``detections`` scoring >= ``MEASURE_FLOOR``: the
-    size step (measured centres, a microbleed found twice merged) without the spots over 10 mm,
-    which the table flags and no count includes."""
+    size step (measured centres, a microbleed found twice merged), split into the microbleeds and
+    the spots measured over 10 mm, which the table flags and no count includes."""
     prepared = scored.prepared
     kept = [d for d in detections if d.score >= MEASURE_FLOOR]
-    return [d for d in measure_detections(kept, prepared.array, prepared.geometry, prepared.mask) if d.is_microbleed]
+    measured = measure_detections(kept, prepared.array, prepared.geometry, prepared.mask)
+    return [d for d in measured if d.is_microbleed], [d for d in measured if not d.is_microbleed]
 
 
 def rule_variant(outcome: ScanOutcome, rule: PhaseRule) -> tuple[np.ndarray, np.ndarray]:
@@ -215,6 +219,21 @@ def summarise(outcomes: list[ScanOutcome], variant: str, threshold: float | Pres
         scan_scores.append(best)
     return {"lesion": lesion_metrics(tp, fp, n_gt, len(outcomes)),
             "subject": subject_metrics(np.array(has_cmb), np.array(predicted), np.array(scan_scores))}
+
+
+def lost_to_size(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset) -> int:
+    """Microbleeds a final ``variant`` finds at ``threshold`` only as a spot the size step
+    measured over 10 mm (listed for review, never counted): what that step costs."""
+    lost = 0
+    for o in outcomes:
+        if variant not in o.oversized:
+            continue
+        found = o.matched(variant, threshold)[1]
+        ras, scores = o.oversized[variant]
+        keep = scores >= o.threshold(threshold)
+        hit = match_detections(ras[keep], scores[keep], o.gt_ras, o.gt_diam)
+        lost += len(set(hit[hit >= 0].tolist()) - set(found[found >= 0].tolist()))
+    return lost
 
 
 SIZE_BINS_MM = (1.5, 3.0)  # apparent diameters (with blooming, as the engine records them)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from CMBDetectorLib.evaluation.benchmark import ScanOutcome, calcifications_reported, found_by_size, rule_variant
+from CMBDetectorLib.evaluation.benchmark import (ScanOutcome, calcifications_reported, found_by_size, lost_to_size,
+                                                 rule_variant)
 from CMBDetectorLib.evaluation.mimics import ALONG_B0, NONE
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability
 from CMBDetectorLib.phase_rule import DIAMAGNETIC_CAP, PhaseRule
@@ -36,6 +37,16 @@ def test_found_by_size_counts_each_microbleed_in_its_diameter_bin():
     outcome = ScanOutcome(gt, np.array([1.2, 1.4, 2.0, 5.0]), {"fused": (ras, np.array([0.9, 0.6, 0.3, 0.95]))})
     assert found_by_size([outcome], "fused", 0.5) == {"< 1.5 mm": (1, 2), "1.5-3 mm": (1, 1), ">= 3 mm": (0, 1)}
     assert found_by_size([outcome, outcome], "fused", 0.0)[">= 3 mm"] == (2, 2)
+
+
+def test_lost_to_size_counts_microbleeds_found_only_as_spots_measured_over_10mm():
+    gt = np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [40.0, 0.0, 0.0]])
+    found = (np.array([[0.2, 0.0, 0.0]]), np.array([0.9]))
+    oversized = (np.array([[20.5, 0.0, 0.0], [0.5, 0.0, 0.0], [40.0, 1.0, 0.0]]), np.array([0.8, 0.7, 0.4]))
+    outcome = ScanOutcome(gt, np.array([3.0, 4.0, 4.0]), {"fused": found}, oversized={"fused": oversized})
+    assert lost_to_size([outcome], "fused", 0.6) == 1  # the second; the first is found anyway, the third too low
+    assert lost_to_size([outcome], "fused", 0.3) == 2
+    assert lost_to_size([outcome], "fused+phase", 0.3) == 0  # no spot recorded for that variant
 
 
 def test_detection_labels_match_microbleeds():
@@ -94,5 +105,7 @@ def test_stress_report_puts_every_stage_of_both_sets_side_by_side():
     assert "| + 3D CNN | 1.000 | 1.00 | 1.000 | 1.00 |" in text
     assert "candidate screen recall: in-distribution 1.000, stress 1.000" in text
     assert "FROC, stress set, magnitude only, no YOLO stage" in text
+    assert ("Microbleeds found only as a spot the size step measured over 10 mm (listed, not counted), stress set, "
+            "default threshold: magnitude only 0; magnitude + phase 0.") in text
     assert ("False positives by what they lie on, stress set, magnitude only (balanced preset 0.6 / high preset "
             "0.2; 2 scans): vein along B0 0 / 2; vein across B0 0 / 0;") in text

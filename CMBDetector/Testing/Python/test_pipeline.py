@@ -265,7 +265,7 @@ def test_benchmark_no_yolo_rows_are_the_pipeline_with_yolo_switched_off():
     from types import SimpleNamespace
 
     from CMBDetectorLib.config import SENSITIVITY_PRESETS
-    from CMBDetectorLib.evaluation.benchmark import evaluate_scan
+    from CMBDetectorLib.evaluation.benchmark import evaluate_scan, lost_to_size
 
     array, geometry = sample()
     gt_ras, gt_diam = truth()
@@ -276,6 +276,9 @@ def test_benchmark_no_yolo_rows_are_the_pipeline_with_yolo_switched_off():
     outcome = evaluate_scan(scan, DetectorConfig())
     assert not outcome.out_of_range
     assert {"cnn", "cnn+yolo", "fused-noyolo", "fused", "fused+phase-noyolo", "fused+phase"} <= set(outcome.variants)
+    assert set(outcome.oversized) == {"fused-noyolo", "fused", "fused+phase-noyolo", "fused+phase"}
+    assert all(len(ras) == len(scores) for ras, scores in outcome.oversized.values())
+    assert lost_to_size([outcome], "fused", 0.1) == 0  # the sample's microbleeds all measure under 10 mm
     threshold = SENSITIVITY_PRESETS["balanced"]
     ras, scores = outcome.variants["fused-noyolo"]
     expected = sample_result(use_yolo=False)[0].detections
