@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "CMBDetector"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from CMBDetectorLib.config import DetectorConfig  # noqa: E402
-from CMBDetectorLib.evaluation.benchmark import TEST_SEED0, VALIDATION_SEED0, test_scan  # noqa: E402
+from CMBDetectorLib.evaluation.benchmark import TEST_SEED0, VALIDATION_SEED0, points, test_scan  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_detections  # noqa: E402
 from CMBDetectorLib.results import MAX_CMB_MM  # noqa: E402
 from CMBDetectorLib.size import measure_detections, measure_spot  # noqa: E402
@@ -60,8 +60,7 @@ def evaluate(n: int, seed0: int, detect: bool) -> dict:
     prepared = scored.prepared
     measured = measure_detections(result.detections, prepared.array, prepared.geometry, prepared.mask)
     for name, dets in (("before", result.detections), ("after", measured)):
-        ras = np.array([d.ras for d in dets]).reshape(-1, 3)
-        matched = match_detections(ras, np.array([d.score for d in dets]), gt_ras, gt_diam)
+        matched = match_detections(*points(dets), gt_ras, gt_diam)
         for det, m in zip(dets, matched):
             if m >= 0:
                 out[name].append((det.diameter_mm - gt_diam[m], float(np.linalg.norm(np.subtract(det.ras, gt_ras[m]))),

@@ -141,10 +141,8 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
         detections = select(scored, scores, floor).detections
         if name.startswith("fused"):
             detections, over = reported(scored, detections)
-            oversized[name] = (np.array([d.ras for d in over]).reshape(-1, 3), np.array([d.score for d in over]))
-        ras = np.array([d.ras for d in detections]).reshape(-1, 3)
-        score = np.array([d.score for d in detections])  # select() stores the variant's score
-        variants[name] = (ras, score)
+            oversized[name] = points(over)
+        variants[name] = points(detections)
     hit = match_candidates(scored.pre.geometry.ijk_to_ras_points(scored.candidates.kji[:, ::-1]), gt_ras, gt_diam)
     hits = len(np.unique(hit[hit >= 0]))
     look = np.flatnonzero(np.isfinite(scored.yolo))
@@ -158,6 +156,11 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
                        hits, len(response), rule_rows, calc, mimics, bool(outside_training(scan.geometry, metadata)),
                        oversized)
+
+
+def points(detections: list) -> tuple[np.ndarray, np.ndarray]:
+    """RAS positions (N, 3) and scores (N,) of ``detections`` (select() stores the variant's score)."""
+    return np.array([d.ras for d in detections]).reshape(-1, 3), np.array([d.score for d in detections])
 
 
 def reported(scored, detections: list) -> tuple[list, list]:
