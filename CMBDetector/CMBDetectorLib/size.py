@@ -10,7 +10,9 @@ reaches out to the first ring around its centre that is less than half dark (a v
 the ring does not extend it); the slice with the largest area (or largest integrated signal
 loss, which keeps faint thick-slice spots a size) gives the equivalent-circle diameter. The
 centre is the signal-loss-weighted centroid of the spot in 3D. Spots wider than
-``results.MAX_CMB_MM`` are not microbleeds (haemorrhage or vessel)."""
+``results.MAX_CMB_MM`` are not microbleeds (haemorrhage or vessel), unless the spot's dark core
+alone is microbleed-sized: then a microbleed touches a wider, moderately dark structure (a
+nucleus below the spot threshold) and the core's size and centre are reported."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from .geometry import Geometry
-from .results import Detection
+from .results import MAX_CMB_MM, Detection
 
 BOX_MM = 12.0  # half-width of the neighbourhood measured around a detection
 SEARCH_MM = 2.5  # the spot's darkest point is searched this far from the detection (in-plane)
@@ -31,6 +33,11 @@ RAMP = 0.1  # partial-voxel ramp half-width around the threshold (fraction of ba
 # engine's visibility level, which also gave the smallest size error on validation seeds (0.5-0.75
 # tried, 3D SWI and 2D GRE alike; scripts/benchmark_size.py).
 THRESHOLD = 0.7
+# A spot measured over 10 mm is measured again at this darker level (below the iron-rich nuclei's
+# 0.5-0.6, above microbleed cores); a core up to CORE_MAX_MM is a microbleed touching a darker
+# structure, a wider one stays a haemorrhage or vessel (round 25, docs/MODEL_HISTORY.md).
+CORE_THRESHOLD = 0.4
+CORE_MAX_MM = 6.0
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,20 @@ def measure_spot(array: np.ndarray, geometry: Geometry, ras, mask: np.ndarray | 
     background = _local_background(sub[seed[0]], valid[seed[0]], in_plane[seed[0]], spacing[:2].max(),
                                    float(np.median(sub[ring])))
     rel = sub / background
-    weight = np.clip((THRESHOLD + RAMP - rel) / (2 * RAMP), 0, 1) * valid  # air outside the brain is no spot
-    centre = pos[seed]
+    diameter, centre = _measure(rel, valid, pos, pos[seed], normal, spacing, THRESHOLD)
+    if diameter > MAX_CMB_MM:  # a microbleed touching a moderately dark structure, or no microbleed
+        core = _measure(rel, valid, pos, pos[seed], normal, spacing, CORE_THRESHOLD)
+        if core[0] <= CORE_MAX_MM:
+            diameter, centre = core
+    ijk = geometry.ras_to_ijk_points(centre)[0]
+    return SpotSize(float(diameter), tuple(float(v) for v in centre), tuple(float(v) for v in ijk))
+
+
+def _measure(rel: np.ndarray, valid: np.ndarray, pos: np.ndarray, centre: np.ndarray, normal: np.ndarray,
+             spacing: np.ndarray, threshold: float) -> tuple[float, np.ndarray]:
+    """Equivalent-circle diameter (mm) of the largest section of the spot of voxels darker than
+    ``threshold`` x background around ``centre``, and its re-centred centre (RAS)."""
+    weight = np.clip((threshold + RAMP - rel) / (2 * RAMP), 0, 1) * valid  # air outside the brain is no spot
     for _ in range(3):  # measure around the spot's centroid, then re-centre
         inside = _disc_stack(weight, pos - centre, normal, spacing)
         pull = np.clip(1 - rel, 0, None) * inside * valid
@@ -81,9 +100,7 @@ def measure_spot(array: np.ndarray, geometry: Geometry, ras, mask: np.ndarray | 
         centre = (pull[..., None] * pos).sum(axis=(0, 1, 2)) / pull.sum()
     inside = _disc_stack(weight, pos - centre, normal, spacing)
     area_px = np.maximum((weight * inside).sum(axis=(1, 2)), (np.minimum(1 - rel, 1) * inside * valid).sum(axis=(1, 2)))
-    diameter = 2 * np.sqrt(max(float(area_px.max()), 0.0) * spacing[0] * spacing[1] / np.pi)
-    ijk = geometry.ras_to_ijk_points(centre)[0]
-    return SpotSize(float(diameter), tuple(float(v) for v in centre), tuple(float(v) for v in ijk))
+    return 2 * np.sqrt(max(float(area_px.max()), 0.0) * spacing[0] * spacing[1] / np.pi), centre
 
 
 def _disc_stack(weight: np.ndarray, offset: np.ndarray, normal: np.ndarray, spacing: np.ndarray) -> np.ndarray:
