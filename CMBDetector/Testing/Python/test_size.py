@@ -39,6 +39,11 @@ def expected_diameter(visible, geometry) -> float:
     return 2 * np.sqrt(area * geometry.spacing[0] * geometry.spacing[1] / np.pi)
 
 
+def voxel_ras(array, geometry) -> np.ndarray:
+    """RAS position of every voxel of ``array``, shaped (K, J, I, 3)."""
+    return geometry.ijk_to_ras_points(np.argwhere(array > -1e9)[:, ::-1]).reshape(*array.shape, 3)
+
+
 @pytest.mark.parametrize("spacing, diameter, direction, along_tol", [
     ((0.9, 0.9, 1.5), 3.0, None, 0.4),  # 3D SWI
     ((0.5, 0.5, 0.5), 6.5, OBLIQUE, 0.3),  # isotropic, oblique
@@ -59,8 +64,7 @@ def test_measured_diameter_and_subvoxel_centre(spacing, diameter, direction, alo
 
 def test_spot_in_dark_tissue_is_sized_against_its_surroundings():
     array, geometry, centre, visible = dark_sphere((0.9, 0.9, 1.5), 3.0)
-    r = np.linalg.norm(geometry.ijk_to_ras_points(np.argwhere(array > -1e9)[:, ::-1]) - centre, axis=1)
-    nucleus = (r < 7).reshape(array.shape)  # a darker nucleus (45 %) around the microbleed
+    nucleus = np.linalg.norm(voxel_ras(array, geometry) - centre, axis=-1) < 7  # a darker nucleus (45 %)
     array = np.where(nucleus, array * 0.45, array)
     spot = measure_spot(array, geometry, centre)
     assert spot.diameter_mm == pytest.approx(expected_diameter(visible, geometry), abs=0.4)
@@ -70,7 +74,7 @@ def test_spot_touching_a_wide_darker_structure_on_the_next_slice_is_a_microbleed
     """A 4 mm spot under a wide structure at 55 % of the tissue (a nucleus, below the spot
     threshold): the 0.7 spot runs into it (> 10 mm), the spot's dark core does not."""
     array, geometry, centre, visible = dark_sphere((0.9, 0.9, 1.5), 4.0, shape_kji=(24, 40, 40))
-    off = geometry.ijk_to_ras_points(np.argwhere(array > -1e9)[:, ::-1]).reshape(*array.shape, 3) - centre
+    off = voxel_ras(array, geometry) - centre
     nucleus = (off[..., 2] > 1.5) & (off[..., 2] < 7.5) & (np.abs(off[..., 0] - 6) < 7) & (np.abs(off[..., 1]) < 7)
     array = np.where(nucleus, array * 0.55, array)
     spot = measure_spot(array, geometry, centre + [0.5, -0.5, 0.5])
@@ -80,7 +84,7 @@ def test_spot_touching_a_wide_darker_structure_on_the_next_slice_is_a_microbleed
 
 def test_spot_at_the_edge_of_a_skull_stripped_brain_is_not_inflated_by_the_air():
     array, geometry, centre, visible = dark_sphere((0.9, 0.9, 1.5), 3.0)
-    ras = geometry.ijk_to_ras_points(np.argwhere(array > -1e9)[:, ::-1]).reshape(*array.shape, 3)
+    ras = voxel_ras(array, geometry)
     outside = (ras[..., 0] > centre[0] + 2.5) | (ras[..., 1] > centre[1] + 2.5)  # a corner of the brain
     array = np.where(outside, 0.0, array)
     spot = measure_spot(array, geometry, centre)
