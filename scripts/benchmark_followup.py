@@ -8,7 +8,8 @@ only, as it is usually exported). Prints, per row: sensitivity for new microblee
 "new", and called "new" or "possible new"), false "new" calls per pair, ARIA-H grade agreement
 and the time per pair. Test pairs use seeds 300,000+, validation pairs (the only ones used to
 choose the re-scoring cut-offs, ``--choose``) 250,000+. ``--cache`` keeps each pair's detector
-output so cut-offs can be re-evaluated without running the detector again.
+output (down to the evidence floor) so cut-offs and presets can be re-evaluated without running the
+detector again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import itertools
 import pickle
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,14 +58,23 @@ def _visit(scan) -> Visit:
     return Visit(scan.magnitude, scan.geometry, scan.phase if scan.protocol.kind == "swi3d" else None)
 
 
-def run_pair(seed: int, row: str, config: DetectorConfig) -> PairRun:
+def pair_protocols(seed: int, row: str) -> tuple:
+    """The baseline and follow-up protocols of one pair of ``row``."""
     rng = np.random.default_rng([seed, 11])
     if row == ROWS[0]:
-        base_protocol = sample_protocol(rng)
-        follow_protocol = base_protocol
-    else:
-        base_protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5)
-        follow_protocol = sample_protocol(rng, kind="swi3d", field_strength_t=3.0)
+        protocol = sample_protocol(rng)
+        return protocol, protocol
+    return (sample_protocol(rng, kind="gre2d", field_strength_t=1.5),
+            sample_protocol(rng, kind="swi3d", field_strength_t=3.0))
+
+
+def visit_thresholds(seed: int, row: str, config: DetectorConfig) -> tuple:
+    """Each visit's threshold as :func:`compare_visits` sets it (SWI visits are read with phase)."""
+    return tuple(config.threshold_for(p.kind == "swi3d") for p in pair_protocols(seed, row))
+
+
+def run_pair(seed: int, row: str, config: DetectorConfig) -> PairRun:
+    base_protocol, follow_protocol = pair_protocols(seed, row)
     pair = generate_pair(seed, base_protocol, follow_protocol)
     centres, diameters = pair.followup.cmb_truth()
     t, cpu = time.perf_counter(), time.process_time()
@@ -164,8 +174,8 @@ def main() -> None:
         for n in range(args.n):
             seed = first + 1000 * r + n
             path = None if args.cache is None else args.cache / f"pair_{seed}.pkl"
-            if path is not None and path.exists():
-                run = pickle.loads(path.read_bytes())
+            if path is not None and path.exists():  # kept evidence, read at today's presets
+                run = replace(pickle.loads(path.read_bytes()), thresholds=visit_thresholds(seed, row, config))
             elif args.cached_only:
                 continue
             else:

@@ -102,7 +102,7 @@ def test_thresholds_follow_the_preset_of_the_input():
 def test_outside_the_training_ranges_only_the_balanced_preset_changes():
     from CMBDetectorLib.config import OUT_OF_RANGE_BALANCED, preset_threshold
 
-    assert OUT_OF_RANGE_BALANCED[True] < preset_threshold("balanced", with_phase=True)
+    assert OUT_OF_RANGE_BALANCED[False] < preset_threshold("balanced", with_phase=False)
     for with_phase in (False, True):
         assert preset_threshold("balanced", with_phase, out_of_range=True) == OUT_OF_RANGE_BALANCED[with_phase]
         assert OUT_OF_RANGE_BALANCED[with_phase] <= preset_threshold("balanced", with_phase)
@@ -116,10 +116,9 @@ def test_a_scan_outside_the_training_ranges_reports_from_its_balanced_threshold(
     from CMBDetectorLib.trained_range import Acquisition
 
     array, geometry = sample()
-    plain = sample_result_with_phase()[0]
-    seven_t = detect(array, geometry, phase=read_image(SAMPLE_PHASE)[0],
-                     acquisition=Acquisition(7.0, None))  # e.g. what its DICOM header says
-    assert seven_t.threshold == OUT_OF_RANGE_BALANCED[True] < plain.threshold
+    plain = sample_result()[0]
+    seven_t = detect(array, geometry, acquisition=Acquisition(7.0, None))  # e.g. what its DICOM header says
+    assert seven_t.threshold == OUT_OF_RANGE_BALANCED[False] < plain.threshold
     # the same scores: every detection of the plain run, and more only between the two thresholds
     kept = [d for d in seven_t.detections if d.score >= plain.threshold]
     np.testing.assert_allclose([d.score for d in kept], [d.score for d in plain.detections], atol=1e-6)
@@ -293,18 +292,18 @@ def test_benchmark_presets_take_each_scans_threshold():
     training ranges, as detect() does."""
     from dataclasses import replace
 
-    from CMBDetectorLib.config import OUT_OF_RANGE_BALANCED, PHASE_SENSITIVITY_PRESETS
+    from CMBDetectorLib.config import OUT_OF_RANGE_BALANCED, SENSITIVITY_PRESETS
     from CMBDetectorLib.evaluation.benchmark import Preset, ScanOutcome, summarise
 
-    inside_t, outside_t = PHASE_SENSITIVITY_PRESETS["balanced"], OUT_OF_RANGE_BALANCED[True]
+    inside_t, outside_t = SENSITIVITY_PRESETS["balanced"], OUT_OF_RANGE_BALANCED[False]
     scores = np.array([0.95, (inside_t + outside_t) / 2, outside_t, 0.1])
     ras = np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [40.0, 0.0, 0.0], [60.0, 0.0, 0.0]])
-    inside = ScanOutcome(ras[:3], np.full(3, 3.0), {"fused+phase": (ras, scores)})
+    inside = ScanOutcome(ras[:3], np.full(3, 3.0), {"fused": (ras, scores)})
     outside = replace(inside, out_of_range=True)
-    balanced = Preset("balanced", with_phase=True)
+    balanced = Preset("balanced", with_phase=False)
     assert inside.threshold(balanced) == inside_t and inside.threshold(0.3) == 0.3
     assert outside.threshold(balanced) == outside_t
-    assert summarise([inside], "fused+phase", balanced)["lesion"]["sensitivity"] == 1 / 3
-    assert summarise([outside], "fused+phase", balanced)["lesion"]["sensitivity"] == 1.0
+    assert summarise([inside], "fused", balanced)["lesion"]["sensitivity"] == 1 / 3
+    assert summarise([outside], "fused", balanced)["lesion"]["sensitivity"] == 1.0
     assert str(balanced) == f"{inside_t:g} ({outside_t:g} outside the training ranges)"
-    assert str(Preset("high", with_phase=True)) == "0.2"
+    assert str(Preset("high", with_phase=False)) == "0.2"
