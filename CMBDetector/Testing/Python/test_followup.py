@@ -250,3 +250,36 @@ def test_visits_acquired_differently_are_named():
     assert mismatch_warning((thin, swi), (thin, swi)) is None
     text = mismatch_warning((thick, swi), (thin, swi))
     assert "slices 5.0 mm at baseline, 1.5 mm at follow-up" in text and "ARIA-H" in text
+
+
+
+def test_followup_benchmark_reads_each_visit_at_todays_preset(tmp_path, monkeypatch):
+    """A pair kept in the follow-up benchmark's cache is read at the presets in force, each visit
+    at its input's (SWI with phase, 2D GRE magnitude only), as compare_visits reads a new pair."""
+    import importlib.util
+    import pickle
+    import sys
+
+    from conftest import MODULE_DIR
+    from CMBDetectorLib.config import DetectorConfig, preset_threshold
+
+    spec = importlib.util.spec_from_file_location("benchmark_followup", MODULE_DIR.parent / "scripts" / "benchmark_followup.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "benchmark_followup", bench)  # its pickled runs name it
+    spec.loader.exec_module(bench)
+    seed, row = bench.TEST_SEED + 1000, bench.ROWS[1]
+    assert [p.kind for p in bench.pair_protocols(seed, row)] == ["gre2d", "swi3d"]
+    expected = (preset_threshold("balanced", False), preset_threshold("balanced", True))
+    assert bench.visit_thresholds(seed, row, DetectorConfig()) == expected
+    assert all(b == f for b, f in (bench.pair_protocols(bench.TEST_SEED + n, bench.ROWS[0]) for n in range(4)))
+    # a run kept at other thresholds is read at today's
+    run = bench.PairRun(row, [], [], (0.95, 0.95), None, (None, None), np.zeros((0, 3)), np.zeros(0),
+                        np.zeros(0, bool), 1.0, "kept as a failed registration: nothing else to read", 1.0)
+    (tmp_path / f"pair_{seed}.pkl").write_bytes(pickle.dumps(run))
+    seen = []
+    evaluate = bench.evaluate
+    monkeypatch.setattr(bench, "evaluate", lambda runs, cutoffs: seen.extend(runs) or evaluate(runs, cutoffs))
+    monkeypatch.setattr(sys, "argv", ["benchmark_followup.py", "--n", "1", "--row", "cross", "--cache", str(tmp_path),
+                                      "--cached-only"])
+    bench.main()
+    assert [r.thresholds for r in seen] == [expected]
