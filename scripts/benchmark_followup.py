@@ -54,8 +54,13 @@ class PairRun:
     cpu_seconds: float = float("nan")  # process CPU time (all threads) of the comparison
 
 
+def _with_phase(protocol) -> bool:
+    """SWI visits are read with their phase, 2D GRE as magnitude only (as usually exported)."""
+    return protocol.kind == "swi3d"
+
+
 def _visit(scan) -> Visit:
-    return Visit(scan.magnitude, scan.geometry, scan.phase if scan.protocol.kind == "swi3d" else None)
+    return Visit(scan.magnitude, scan.geometry, scan.phase if _with_phase(scan.protocol) else None)
 
 
 def pair_protocols(seed: int, row: str) -> tuple:
@@ -69,8 +74,8 @@ def pair_protocols(seed: int, row: str) -> tuple:
 
 
 def visit_thresholds(seed: int, row: str, config: DetectorConfig) -> tuple:
-    """Each visit's threshold as :func:`compare_visits` sets it (SWI visits are read with phase)."""
-    return tuple(config.threshold_for(p.kind == "swi3d") for p in pair_protocols(seed, row))
+    """Each visit's threshold as :func:`compare_visits` sets it."""
+    return tuple(config.threshold_for(_with_phase(p)) for p in pair_protocols(seed, row))
 
 
 def run_pair(seed: int, row: str, config: DetectorConfig) -> PairRun:
