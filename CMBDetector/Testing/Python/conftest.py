@@ -35,6 +35,16 @@ def scene(headless):
     return headless.scene
 
 
+
+def load_script(name: str):
+    """``scripts/<name>.py`` loaded as the module ``<name>_script``, registered in ``sys.modules``
+    (so what it defines can be pickled)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", MODULE_DIR.parent / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
 def result_from_ijk(geometry, ijk_points, scores=None, diameters=None, locations=None):
     """A DetectionResult whose detections sit at the given voxel indices (i, j, k)."""
     from CMBDetectorLib.results import Detection, DetectionResult

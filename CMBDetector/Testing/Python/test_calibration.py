@@ -9,6 +9,8 @@ from CMBDetectorLib.evaluation.mimics import ALONG_B0, NONE
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability
 from CMBDetectorLib.phase_rule import DIAMAGNETIC_CAP, PhaseRule
 
+from conftest import load_script
+
 
 def test_ece_is_small_when_calibrated_and_large_when_overconfident():
     rng = np.random.default_rng(0)
@@ -65,19 +67,8 @@ def test_rule_variant_caps_the_calcification_and_merges_duplicates():
     assert calcifications_reported([o], "rule", 0.2) == 0
 
 
-def _benchmark_script():
-    import importlib.util
-
-    from conftest import MODULE_DIR
-
-    spec = importlib.util.spec_from_file_location("benchmark_script", MODULE_DIR.parent / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_stress_report_puts_every_stage_of_both_sets_side_by_side():
-    bench = _benchmark_script()
+    bench = load_script("benchmark")
     thresholds = {"fused": 0.6, "fused+phase": 0.7}
 
     def outcome(found_without_yolo: bool):

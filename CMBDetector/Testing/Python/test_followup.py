@@ -252,21 +252,16 @@ def test_visits_acquired_differently_are_named():
     assert "slices 5.0 mm at baseline, 1.5 mm at follow-up" in text and "ARIA-H" in text
 
 
-
 def test_followup_benchmark_reads_each_visit_at_todays_preset(tmp_path, monkeypatch):
     """A pair kept in the follow-up benchmark's cache is read at the presets in force, each visit
     at its input's (SWI with phase, 2D GRE magnitude only), as compare_visits reads a new pair."""
-    import importlib.util
     import pickle
     import sys
 
-    from conftest import MODULE_DIR
+    from conftest import load_script
     from CMBDetectorLib.config import DetectorConfig, preset_threshold
 
-    spec = importlib.util.spec_from_file_location("benchmark_followup", MODULE_DIR.parent / "scripts" / "benchmark_followup.py")
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "benchmark_followup", bench)  # its pickled runs name it
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmark_followup")
     seed, row = bench.TEST_SEED + 1000, bench.ROWS[1]
     assert [p.kind for p in bench.pair_protocols(seed, row)] == ["gre2d", "swi3d"]
     expected = (preset_threshold("balanced", False), preset_threshold("balanced", True))
