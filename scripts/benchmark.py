@@ -36,9 +36,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from CMBDetectorLib.config import SCAN_THRESHOLD, SENSITIVITY_PRESETS, DetectorConfig  # noqa: E402
 from CMBDetectorLib.evaluation.benchmark import (  # noqa: E402
-    FROC_THRESHOLDS, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, Preset, calcifications_reported,
-    evaluate_scan, false_positive_mimics, found_by_size, froc, lost_to_size, protocol_family, rule_variant, stress_scan,
-    summarise, test_scan)
+    FROC_THRESHOLDS, NEAR_VEIN_MM, NO_RULE, STRESS_SEED0, TEST_SEED0, VALIDATION_SEED0, Preset, calcifications_reported,
+    evaluate_scan, false_positive_mimics, found_by_size, found_near_veins, froc, lost_to_size, protocol_family,
+    rule_variant, stress_scan, summarise, test_scan)
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability  # noqa: E402
 from CMBDetectorLib.evaluation.metrics import match_candidates  # noqa: E402
 from CMBDetectorLib.evaluation.location import evaluate_location, location_text, summarise_location  # noqa: E402
@@ -166,6 +166,7 @@ def final_rows(outcomes: list, thresholds: dict) -> dict:
             "rows": {key: stages[key] for key in FINAL},
             "by_size": {key: found_by_size(outcomes, key, thresholds[key]) for key in FINAL},
             "lost_to_size": {key: lost_to_size(outcomes, key, thresholds[key]) for key in FINAL},
+            "near_veins": {key: found_near_veins(outcomes, key, thresholds[key]) for key in FINAL},
             "froc": {key: froc(outcomes, key) for key in (*FINAL, *NO_YOLO)},
             "calibration": {key: dataclasses.asdict(reliability(*detection_labels(outcomes, key))) for key in FINAL},
             "calcifications_reported": {key: calcifications_reported(outcomes, key, thresholds[key]) for key in FINAL},
@@ -220,12 +221,18 @@ def rule_sweep(outcomes: list) -> str:
 
 
 def size_lines(res: dict, prefix: str) -> list[str]:
-    """Microbleeds found per apparent-diameter bin, final pipeline at the default thresholds."""
-    return ["", *(f"Found by apparent diameter, {prefix}{inputs}, default threshold: " + "; ".join(
+    """Microbleeds found per apparent-diameter bin and near a vein or not, final pipeline at the
+    default thresholds."""
+    lines = ["", *(f"Found by apparent diameter, {prefix}{inputs}, default threshold: " + "; ".join(
         f"{label} {found}/{total}" for label, (found, total) in res["by_size"][key].items()) + "."
         for key, inputs in FINAL.items()),
         "", f"Microbleeds found only as a spot the size step measured over 10 mm (listed, not counted), {prefix}"
         "default threshold: " + "; ".join(f"{inputs} {res['lost_to_size'][key]}" for key, inputs in FINAL.items()) + "."]
+    for key, inputs in FINAL.items():
+        lines += ["", f"Found near a vein (surface within {NEAR_VEIN_MM:g} mm of a vein's) and elsewhere, {prefix}{inputs}, "
+                  "default threshold: " + "; ".join(f"{label} {found}/{total}" for label, (found, total)
+                                                   in res["near_veins"][key].items()) + "."]
+    return lines
 
 
 def mimic_lines(res: dict, prefix: str) -> list[str]:

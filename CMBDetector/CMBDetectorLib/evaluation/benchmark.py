@@ -23,7 +23,7 @@ from ..synth.acquisition import (STRESS_FAMILY, sample_mid_slice_protocol, sampl
                                  sample_stress_protocol)
 from ..trained_range import Acquisition, outside_training
 from .metrics import lesion_metrics, match_candidates, match_detections, subject_metrics
-from .mimics import MIMICS, mimic_kinds
+from .mimics import MIMICS, mimic_kinds, vein_gaps
 
 TEST_SEED0 = 100_000
 VALIDATION_SEED0 = 50_000
@@ -64,6 +64,7 @@ class ScanOutcome:
     mimics: dict | None = None  # final variants: what each detection lies on (:mod:`.mimics`)
     out_of_range: bool = False  # acquired outside the training ranges (:mod:`..trained_range`)
     oversized: dict = field(default_factory=dict)  # final variants: (ras, scores) of spots measured over 10 mm
+    vein_gap: np.ndarray | None = None  # each microbleed's surface gap to the nearest vein's (mimics.vein_gaps)
 
     def threshold(self, threshold: float | Preset) -> float:
         """``threshold``, or the preset's threshold for this scan."""
@@ -155,7 +156,7 @@ def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:
     metadata = Acquisition(scan.protocol.field_strength_t, scan.protocol.te_ms)  # as a DICOM header gives them
     return ScanOutcome(gt_ras, gt_diam, variants, "2D GRE" if scan.protocol.kind == "gre2d" else "3D SWI",
                        hits, len(response), rule_rows, calc, mimics, bool(outside_training(scan.geometry, metadata)),
-                       oversized)
+                       oversized, vein_gaps(gt_ras, gt_diam, scan.vessels))
 
 
 def points(detections: list) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +254,26 @@ def found_by_size(outcomes: list[ScanOutcome], variant: str, threshold: float | 
         np.add.at(total, bins, 1)
         np.add.at(found, bins[matched[matched >= 0]], 1)
     return {label: (int(f), int(t)) for label, f, t in zip(labels, found, total)}
+
+
+NEAR_VEIN_MM = 2.0  # surface to surface: a microbleed this close to a vein can read as the vein's dot
+
+
+def found_near_veins(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset,
+                     reach: float = NEAR_VEIN_MM) -> dict[str, tuple[int, int]]:
+    """(found, total) microbleeds within ``reach`` of a vein and farther, for one variant at one
+    threshold (outcomes without vein gaps are left out)."""
+    counts = {"near a vein": [0, 0], "elsewhere": [0, 0]}
+    for o in outcomes:
+        if o.vein_gap is None:
+            continue
+        matched = o.matched(variant, threshold)[1]
+        found = np.isin(np.arange(len(o.gt_ras)), matched[matched >= 0])
+        for near, hit in zip(np.asarray(o.vein_gap) <= reach, found):
+            row = counts["near a vein" if near else "elsewhere"]
+            row[0] += int(hit)
+            row[1] += 1
+    return {key: (f, t) for key, (f, t) in counts.items()}
 
 
 def froc(outcomes: list[ScanOutcome], variant: str, thresholds=FROC_THRESHOLDS) -> list[tuple[float, float, float]]:

@@ -69,3 +69,15 @@ def mimic_kinds(points: np.ndarray, objects: list, vessels: list) -> np.ndarray:
         free = hit & (kinds == NONE)
         kinds[free] = kind[free] if isinstance(kind, np.ndarray) else kind
     return kinds
+
+
+def vein_gaps(centres: np.ndarray, diameters: np.ndarray, vessels: list) -> np.ndarray:
+    """Each sphere's surface gap (mm) to the nearest vein's surface (negative: the vein runs into
+    it; inf without veins): how close a microbleed lies to what a reader could take it for."""
+    centres = np.asarray(centres, float).reshape(-1, 3)
+    if not len(centres) or not vessels:
+        return np.full(len(centres), np.inf)
+    segments, radii = tube_segments(vessels)
+    gaps = np.concatenate([(segment_distances(centres[start:start + CHUNK], segments) - radii[None]).min(1)
+                           for start in range(0, len(centres), CHUNK)])
+    return gaps - np.asarray(diameters, float) / 2

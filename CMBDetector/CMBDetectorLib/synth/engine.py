@@ -11,8 +11,8 @@ from ..geometry import Geometry
 from .acquisition import (AcquisitionProtocol, add_rician_noise, bias_field, fine_geometry, sample_protocol,
                           scan_geometry)
 from .anatomy import Atlas, load_atlas, sample_cavities, sample_shell, scan_maps
-from .objects import (Sphere, SyntheticObject, iron_nuclei, sample_calcifications, sample_cmb_count,
-                      sample_cmbs, shrink_some)
+from .objects import (Sphere, SyntheticObject, iron_nuclei, onto_veins, sample_calcifications,
+                      sample_cmb_count, sample_cmbs, shrink_some)
 from .physics import (TISSUES, dipole_fields, gradient_dephasing, phase_per_ppm, sphere_block, swi_phase_mask,
                       venous_signal)
 from .pose import GridMapping, HeadPose, sample_direction, sample_pose
@@ -145,6 +145,7 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
     spheres = sample_cmbs(r_objects, atlas, n_cmb) + sample_calcifications(r_objects, atlas)
     spheres += sample_cmbs(knobs.rng, atlas, knobs.cmb_like_calcifications, "calcification", tuple(spheres))
     spheres = shrink_some(knobs.rng, spheres, knobs.small_cmb_fraction)
+    spheres = onto_veins(knobs.rng, spheres, vessels, atlas, knobs.vein_contact)
     if revisit is not None and revisit.n_new_cmb:
         spheres += sample_cmbs(r_new, atlas, revisit.n_new_cmb, avoid=tuple(spheres))
     labels = np.zeros(cplx.shape, np.uint16)

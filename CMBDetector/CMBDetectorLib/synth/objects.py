@@ -112,3 +112,32 @@ def shrink_some(rng: np.random.Generator, spheres: list[Sphere], fraction: float
         return spheres
     return [replace(s, radius_mm=float(rng.uniform(0.5, 0.8))) if s.location and rng.random() < fraction else s
             for s in spheres]
+
+
+VEINS_IN_TISSUE = ("medullary", "through_slice", "deep", "cortical")
+VEIN_REACH_MM = 15.0
+
+
+def onto_veins(rng: np.random.Generator, spheres: list[Sphere], vessels: list, atlas: Atlas,
+               fraction: float) -> list[Sphere]:
+    """Move ``fraction`` of the microbleeds onto a vein in tissue within ``VEIN_REACH_MM``: the
+    centre a point of its centre line shifted across it by less than the microbleed's radius, so
+    the vein runs through or along the microbleed (which must not read as the vein's dot). A
+    microbleed with no such point, or that would come within 4 mm of another sphere, stays."""
+    if fraction <= 0:
+        return spheres
+    points = [v.points for v in vessels if v.kind in VEINS_IN_TISSUE]
+    points = np.concatenate(points) if points else np.zeros((0, 3))
+    out = list(spheres)
+    for n, s in enumerate(spheres):
+        if s.kind != "cmb" or rng.random() >= fraction:
+            continue
+        near = points[np.linalg.norm(points - s.center_mni, axis=1) <= VEIN_REACH_MM]
+        near = near[atlas.sample("brain", near) >= 0.5] if len(near) else near
+        if not len(near):
+            continue
+        offset = rng.normal(0, 1, 3)
+        centre = near[rng.integers(len(near))] + offset / np.linalg.norm(offset) * rng.uniform(0, s.radius_mm)
+        if all(np.linalg.norm(centre - o.center_mni) > s.radius_mm + o.radius_mm + 4 for o in out if o is not s):
+            out[n] = replace(s, center_mni=centre)
+    return out

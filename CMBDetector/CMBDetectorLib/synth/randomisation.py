@@ -28,7 +28,9 @@ class Randomisation:
     ventricles); bias_scale: multiplier of the bias field amplitude; snr_scale: multiplier of
     the protocol's SNR; kspace_kept: in-plane k-space fraction kept (< 1: Gibbs ringing);
     motion_rad: RMS phase error of the corrupted phase-encode lines (ghosting);
-    partial_fov: probability that the slab covers only 50-80 % of the head.
+    partial_fov: probability that the slab covers only 50-80 % of the head; vein_contact: share
+    of microbleeds moved onto a nearby vein in tissue (drawn only when above 0, so the other
+    presets' scans are unchanged).
     """
 
     through_slice_veins: tuple = (0, 0)
@@ -43,6 +45,7 @@ class Randomisation:
     kspace_kept: tuple = (1.0, 1.0)
     motion_rad: tuple = (0.0, 0.0)
     partial_fov: float = 0.0
+    vein_contact: float = 0.0
 
     def draw(self, rng: np.random.Generator) -> ScanVariation:
         """This scan's values (always the same number of draws, in a fixed order)."""
@@ -57,7 +60,8 @@ class Randomisation:
             int(round(pick(self.cmb_like_calcifications, 2))), self.small_cmb_fraction, pick(self.head_scale, 3),
             pick(self.warp_scale, 4), pick(self.atrophy, 5), pick(self.bias_scale, 6), pick(self.snr_scale, 7),
             pick(self.kspace_kept, 8), pick(self.motion_rad, 9),
-            0.5 + 0.3 * u[10] if partial else 1.0, (1.0 if u[11] < 0.5 else -1.0) if partial else 0.0, rng)
+            0.5 + 0.3 * u[10] if partial else 1.0, (1.0 if u[11] < 0.5 else -1.0) if partial else 0.0,
+            self.vein_contact, rng)
 
 
 @dataclass
@@ -78,6 +82,7 @@ class ScanVariation:
     motion_rad: float
     fov_fraction: float
     fov_shift: float
+    vein_contact: float
     rng: np.random.Generator
 
 

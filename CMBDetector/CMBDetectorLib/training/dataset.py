@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def _ranker(models_dir: Path | None):
 
 
 def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: int = 0,
-                        wide: bool = False, views: str = AXIAL) -> ScanExamples:
+                        wide: bool = False, views: str = AXIAL, vein_contact: float = 0.0) -> ScanExamples:
     from ..synth import generate_scan, sample_protocol
     from ..synth.randomisation import OFF, WIDE
 
@@ -70,7 +71,8 @@ def _synthetic_examples(seed: int, mine_with: Path | None = None, gre15_every: i
     protocol = None
     if gre15_every and seed % gre15_every == 0:
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5)
-    scan = generate_scan(seed, protocol=protocol, n_cmb=n_cmb, randomisation=WIDE if wide else OFF)
+    randomisation = replace(WIDE if wide else OFF, vein_contact=vein_contact)
+    scan = generate_scan(seed, protocol=protocol, n_cmb=n_cmb, randomisation=randomisation)
     return scan_examples(scan.magnitude, scan.geometry, *scan.cmb_truth(), np.random.default_rng(seed),
                          ranker=_ranker(mine_with), views=views)
 
@@ -83,15 +85,17 @@ def _file_examples(pair: tuple[Path, Path], mine_with: Path | None = None, views
 
 
 def build(sources, out_path: Path, workers: int = 2, mine_with: Path | None = None, gre15_every: int = 0,
-          wide: bool = False, views: str = AXIAL) -> Path:
+          wide: bool = False, views: str = AXIAL, vein_contact: float = 0.0) -> Path:
     """Examples from synthetic seeds (ints) or annotated (image, csv) pairs into one ``.npz``;
     ``mine_with`` (a models folder) picks negatives that folder's CNN gets most wrong;
     ``gre15_every`` > 0 makes every such seed a 1.5 T thick-slice 2D GRE (the hardest protocol);
-    ``wide`` generates the synthetic scans with the engine's WIDE domain randomisation; ``views``
-    are the YOLO crops' (:mod:`..yolo_rescore`)."""
+    ``wide`` generates the synthetic scans with the engine's WIDE domain randomisation and
+    ``vein_contact`` moves that share of their microbleeds onto veins (:mod:`..synth.randomisation`);
+    ``views`` are the YOLO crops' (:mod:`..yolo_rescore`)."""
     sources = list(sources)
     synthetic = bool(sources) and isinstance(sources[0], int)
-    fn = partial(_synthetic_examples, gre15_every=gre15_every, wide=wide) if synthetic else _file_examples
+    fn = (partial(_synthetic_examples, gre15_every=gre15_every, wide=wide, vein_contact=vein_contact) if synthetic
+          else _file_examples)
     parts: list[ScanExamples] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for n, part in enumerate(pool.map(partial(fn, mine_with=mine_with, views=views), sources), 1):
@@ -126,6 +130,8 @@ def main(argv=None):
                         help="synthetic only: seeds divisible by N are 1.5 T 2D GRE scans")
     parser.add_argument("--wide", action="store_true",
                         help="synthetic only: the WIDE domain randomisation (through-slice veins, atrophy, ...)")
+    parser.add_argument("--vein-contact", type=float, default=0.0, metavar="F",
+                        help="synthetic only: share of microbleeds moved onto a nearby vein")
     parser.add_argument("--views", choices=VIEWS, default=AXIAL,
                         help="YOLO crops: axial slices, or the three orthogonal planes through each point")
     args = parser.parse_args(argv)
@@ -137,7 +143,7 @@ def main(argv=None):
         if not sources:
             parser.error(f"no NIfTI + CSV pairs found in {args.folder}")
     build(sources, args.out, workers=args.workers, mine_with=args.mine_with, gre15_every=args.gre15_every,
-          wide=args.wide, views=args.views)
+          wide=args.wide, views=args.views, vein_contact=args.vein_contact)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from CMBDetectorLib.evaluation.benchmark import (ScanOutcome, calcifications_reported, found_by_size, lost_to_size,
-                                                 rule_variant)
-from CMBDetectorLib.evaluation.mimics import ALONG_B0, NONE
+from CMBDetectorLib.evaluation.benchmark import (ScanOutcome, calcifications_reported, found_by_size, found_near_veins,
+                                                 lost_to_size, rule_variant)
+from CMBDetectorLib.evaluation.mimics import ALONG_B0, NONE, vein_gaps
+from CMBDetectorLib.synth.vessels import Vessel
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability
 from CMBDetectorLib.phase_rule import DIAMAGNETIC_CAP, PhaseRule
 
@@ -39,6 +40,23 @@ def test_found_by_size_counts_each_microbleed_in_its_diameter_bin():
     outcome = ScanOutcome(gt, np.array([1.2, 1.4, 2.0, 5.0]), {"fused": (ras, np.array([0.9, 0.6, 0.3, 0.95]))})
     assert found_by_size([outcome], "fused", 0.5) == {"< 1.5 mm": (1, 2), "1.5-3 mm": (1, 1), ">= 3 mm": (0, 1)}
     assert found_by_size([outcome, outcome], "fused", 0.0)[">= 3 mm"] == (2, 2)
+
+
+def test_vein_gaps_measure_surface_to_surface():
+    vein = Vessel("through_slice", np.array([[0.0, 0.0, -20.0], [0.0, 0.0, 0.0], [0.0, 0.0, 20.0]]), np.full(3, 0.5))
+    centres = np.array([[0.0, 3.0, 0.0], [0.0, 0.2, 5.0], [40.0, 0.0, 0.0]])
+    np.testing.assert_allclose(vein_gaps(centres, np.array([2.0, 3.0, 2.0]), [vein]), [1.5, -1.8, 38.5])
+    assert np.isinf(vein_gaps(centres, np.ones(3), [])).all() and vein_gaps(np.zeros((0, 3)), [], [vein]).shape == (0,)
+
+
+def test_found_near_veins_splits_microbleeds_by_their_vein_gap():
+    gt = np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [40.0, 0.0, 0.0]])
+    found = (np.array([[0.2, 0.0, 0.0], [40.0, 0.5, 0.0]]), np.array([0.9, 0.4]))
+    outcome = ScanOutcome(gt, np.full(3, 3.0), {"fused": found}, vein_gap=np.array([-0.5, 1.0, 6.0]))
+    assert found_near_veins([outcome], "fused", 0.5) == {"near a vein": (1, 2), "elsewhere": (0, 1)}
+    assert found_near_veins([outcome], "fused", 0.3) == {"near a vein": (1, 2), "elsewhere": (1, 1)}
+    old = ScanOutcome(gt, np.full(3, 3.0), {"fused": found})  # scored before vein gaps were kept
+    assert found_near_veins([outcome, old], "fused", 0.3) == found_near_veins([outcome], "fused", 0.3)
 
 
 def test_lost_to_size_counts_microbleeds_found_only_as_spots_measured_over_10mm():
@@ -84,7 +102,7 @@ def test_stress_report_puts_every_stage_of_both_sets_side_by_side():
         variants["fused"] = (np.array([hit, other, false]), np.array([0.9, 0.8, 0.3]))  # a vein, above 0.2 only
         mimics = {"fused": np.array([NONE, NONE, ALONG_B0]), "fused+phase": np.array([NONE, NONE])}
         return ScanOutcome(gt, np.array([2.0, 3.0]), variants, candidate_hits=2, rule_rows=o.rule_rows,
-                           calc_ras=o.calc_ras, mimics=mimics)
+                           calc_ras=o.calc_ras, mimics=mimics, vein_gap=np.array([5.0, 1.0]))
 
     test, stress = [outcome(True)] * 2, [outcome(False)] * 2
     results = {**bench.final_rows(test, thresholds), "stress": bench.final_rows(stress, thresholds)}
@@ -98,5 +116,7 @@ def test_stress_report_puts_every_stage_of_both_sets_side_by_side():
     assert "FROC, stress set, magnitude only, no YOLO stage" in text
     assert ("Microbleeds found only as a spot the size step measured over 10 mm (listed, not counted), stress set, "
             "default threshold: magnitude only 0; magnitude + phase 0.") in text
+    assert ("Found near a vein (surface within 2 mm of a vein's) and elsewhere, stress set, magnitude only, default "
+            "threshold: near a vein 2/2; elsewhere 2/2.") in text
     assert ("False positives by what they lie on, stress set, magnitude only (balanced preset 0.6 / high preset "
             "0.2; 2 scans): vein along B0 0 / 2; vein across B0 0 / 0;") in text

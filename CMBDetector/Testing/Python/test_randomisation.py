@@ -181,3 +181,24 @@ def test_validation_draws_reach_the_engine(monkeypatch):
     assert MID_SLICES_MM[0] <= seen[1][0].spacing_mm[2] <= MID_SLICES_MM[1] and seen[1][1]["randomisation"] is OFF
     with pytest.raises(ValueError, match="unknown protocol draw"):
         test_scan(4, VALIDATION_SEED0, None, "thin")
+
+
+def _centre_line_gaps(scan) -> np.ndarray:
+    """Each microbleed's distance (mm) from its centre to the nearest vein centre line, over its true radius."""
+    from CMBDetectorLib.evaluation.mimics import segment_distances
+    from CMBDetectorLib.synth.vessels import tube_segments
+
+    segments, _ = tube_segments(scan.vessels)
+    centres = np.array([o.center_ras for o in scan.cmbs], float)
+    return segment_distances(centres, segments).min(1) / np.array([o.true_diameter_mm / 2 for o in scan.cmbs])
+
+
+def test_vein_contact_puts_microbleeds_on_veins():
+    base = generate_scan(5, TINY, n_cmb=6)
+    moved = generate_scan(5, TINY, n_cmb=6, randomisation=Randomisation(vein_contact=1.0))
+    assert len(moved.cmbs) == len(base.cmbs) == 6 and not np.allclose(base.magnitude, moved.magnitude)
+    on_vein = _centre_line_gaps(moved) <= 1.3  # the centre line runs through the microbleed (warp: +30 %)
+    assert on_vein.sum() >= 3 and (_centre_line_gaps(base) <= 1.3).sum() <= 1
+    stayed = [np.allclose(a.center_ras, b.center_ras) for a, b in zip(moved.cmbs, base.cmbs)]
+    assert all(on_vein | stayed)  # one without a vein in tissue within 15 mm stays where it was
+    assert [o.location for o in moved.cmbs] == [o.location for o in base.cmbs]
