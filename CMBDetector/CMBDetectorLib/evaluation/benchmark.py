@@ -243,17 +243,27 @@ def lost_to_size(outcomes: list[ScanOutcome], variant: str, threshold: float | P
 SIZE_BINS_MM = (1.5, 3.0)  # apparent diameters (with blooming, as the engine records them)
 
 
+def _found_in_bins(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset, labels: list[str],
+                   bins_of) -> dict[str, tuple[int, int]]:
+    """(found, total) microbleeds per bin for one variant at one threshold; ``bins_of(outcome)``
+    gives each microbleed's bin index, or None to leave the outcome out."""
+    found, total = np.zeros(len(labels), int), np.zeros(len(labels), int)
+    for o in outcomes:
+        bins = bins_of(o)
+        if bins is None:
+            continue
+        matched = o.matched(variant, threshold)[1]
+        np.add.at(total, bins, 1)
+        np.add.at(found, bins[matched[matched >= 0]], 1)
+    return {label: (int(f), int(t)) for label, f, t in zip(labels, found, total)}
+
+
 def found_by_size(outcomes: list[ScanOutcome], variant: str, threshold: float | Preset,
                   edges=SIZE_BINS_MM) -> dict[str, tuple[int, int]]:
     """(found, total) microbleeds per apparent-diameter bin for one variant at one threshold."""
     labels = [f"< {edges[0]:g} mm"] + [f"{lo:g}-{hi:g} mm" for lo, hi in zip(edges, edges[1:])] + [f">= {edges[-1]:g} mm"]
-    found, total = np.zeros(len(labels), int), np.zeros(len(labels), int)
-    for o in outcomes:
-        matched = o.matched(variant, threshold)[1]
-        bins = np.searchsorted(edges, np.asarray(o.gt_diam, float), side="right")
-        np.add.at(total, bins, 1)
-        np.add.at(found, bins[matched[matched >= 0]], 1)
-    return {label: (int(f), int(t)) for label, f, t in zip(labels, found, total)}
+    return _found_in_bins(outcomes, variant, threshold, labels,
+                          lambda o: np.searchsorted(edges, np.asarray(o.gt_diam, float), side="right"))
 
 
 NEAR_VEIN_MM = 2.0  # surface to surface: a microbleed this close to a vein can read as the vein's dot
@@ -263,17 +273,8 @@ def found_near_veins(outcomes: list[ScanOutcome], variant: str, threshold: float
                      reach: float = NEAR_VEIN_MM) -> dict[str, tuple[int, int]]:
     """(found, total) microbleeds within ``reach`` of a vein and farther, for one variant at one
     threshold (outcomes without vein gaps are left out)."""
-    counts = {"near a vein": [0, 0], "elsewhere": [0, 0]}
-    for o in outcomes:
-        if o.vein_gap is None:
-            continue
-        matched = o.matched(variant, threshold)[1]
-        found = np.isin(np.arange(len(o.gt_ras)), matched[matched >= 0])
-        for near, hit in zip(np.asarray(o.vein_gap) <= reach, found):
-            row = counts["near a vein" if near else "elsewhere"]
-            row[0] += int(hit)
-            row[1] += 1
-    return {key: (f, t) for key, (f, t) in counts.items()}
+    return _found_in_bins(outcomes, variant, threshold, ["near a vein", "elsewhere"],
+                          lambda o: None if o.vein_gap is None else (np.asarray(o.vein_gap) > reach).astype(int))
 
 
 def froc(outcomes: list[ScanOutcome], variant: str, thresholds=FROC_THRESHOLDS) -> list[tuple[float, float, float]]:

@@ -31,6 +31,17 @@ def segment_distances(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rel - t[..., None] * step[None], axis=2)
 
 
+def nearest_segments(points: np.ndarray, segments: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, the index of the tube segment whose surface is nearest and the gap (mm) to
+    that surface (negative inside the tube), in blocks of ``CHUNK`` points."""
+    nearest, gaps = np.zeros(len(points), int), np.zeros(len(points))
+    for start in range(0, len(points), CHUNK):
+        gap = segment_distances(points[start:start + CHUNK], segments) - radii[None]
+        nearest[start:start + CHUNK] = gap.argmin(1)
+        gaps[start:start + CHUNK] = gap[np.arange(len(gap)), nearest[start:start + CHUNK]]
+    return nearest, gaps
+
+
 def vein_kinds(points: np.ndarray, vessels: list) -> np.ndarray:
     """For each point, the nearest vein within its radius + ``MATCH_MARGIN_MM`` (as for
     microbleeds) as along / across B0
@@ -42,12 +53,9 @@ def vein_kinds(points: np.ndarray, vessels: list) -> np.ndarray:
     step = segments[:, 1] - segments[:, 0]
     cos_b0 = np.abs(step @ B0_RAS) / np.maximum(np.linalg.norm(step, axis=1), 1e-12)
     along = cos_b0 >= np.cos(np.radians(ALONG_B0_DEG))
-    for start in range(0, len(points), CHUNK):
-        gap = segment_distances(points[start:start + CHUNK], segments) - radii[None]
-        nearest = gap.argmin(1)
-        reached = gap[np.arange(len(nearest)), nearest] <= MATCH_MARGIN_MM
-        block = out[start:start + CHUNK]  # a view: filled in place
-        block[reached] = np.where(along[nearest[reached]], ALONG_B0, ACROSS_B0)
+    nearest, gap = nearest_segments(points, segments, radii)
+    reached = gap <= MATCH_MARGIN_MM
+    out[reached] = np.where(along[nearest[reached]], ALONG_B0, ACROSS_B0)
     return out
 
 
@@ -77,7 +85,4 @@ def vein_gaps(centres: np.ndarray, diameters: np.ndarray, vessels: list) -> np.n
     centres = np.asarray(centres, float).reshape(-1, 3)
     if not len(centres) or not vessels:
         return np.full(len(centres), np.inf)
-    segments, radii = tube_segments(vessels)
-    gaps = np.concatenate([(segment_distances(centres[start:start + CHUNK], segments) - radii[None]).min(1)
-                           for start in range(0, len(centres), CHUNK)])
-    return gaps - np.asarray(diameters, float) / 2
+    return nearest_segments(centres, *tube_segments(vessels))[1] - np.asarray(diameters, float) / 2

@@ -6,9 +6,9 @@ import pytest
 from CMBDetectorLib.evaluation.benchmark import (ScanOutcome, calcifications_reported, found_by_size, found_near_veins,
                                                  lost_to_size, rule_variant)
 from CMBDetectorLib.evaluation.mimics import ALONG_B0, NONE, vein_gaps
-from CMBDetectorLib.synth.vessels import Vessel
 from CMBDetectorLib.evaluation.calibration import detection_labels, reliability
 from CMBDetectorLib.phase_rule import DIAMAGNETIC_CAP, PhaseRule
+from CMBDetectorLib.synth.vessels import Vessel
 
 from conftest import load_script
 
