@@ -8,6 +8,8 @@ scales, so the strongest single-scale maxima away from every multi-scale one are
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,14 +44,13 @@ def find_candidates(image: np.ndarray, mask: np.ndarray, spacing: float = 1.0,
     best = np.full(image.shape, -np.inf, dtype=np.float32)
     best_scale = np.zeros(image.shape, dtype=np.uint8)
     single = []  # (kji, response, scale index) of each scale's own maxima
-    for n, sigma_mm in enumerate(SIGMAS_MM):
-        sigma = sigma_mm / spacing
-        response = (sigma * sigma) * ndimage.gaussian_laplace(filled, sigma)
-        at = np.argwhere((response == ndimage.maximum_filter(response, size=3)) & mask & (response > min_response))
-        single.append((at, response[tuple(at.T)], np.full(len(at), n)))
-        better = response > best
-        best[better] = response[better]
-        best_scale[better] = n
+    with ThreadPoolExecutor(max_workers=min(len(SIGMAS_MM), os.cpu_count() or 1)) as pool:  # scipy frees the GIL
+        scales = pool.map(lambda sigma_mm: _scale_response(filled, mask, sigma_mm / spacing, min_response), SIGMAS_MM)
+        for n, (response, at) in enumerate(scales):
+            single.append((at, response[tuple(at.T)], np.full(len(at), n)))
+            better = response > best
+            best[better] = response[better]
+            best_scale[better] = n
     peaks = (best == ndimage.maximum_filter(best, size=3)) & mask & (best > min_response)
     kji = np.argwhere(peaks)
     response = best[peaks]
@@ -61,6 +62,13 @@ def find_candidates(image: np.ndarray, mask: np.ndarray, spacing: float = 1.0,
     sigmas = np.asarray(SIGMAS_MM)[np.concatenate([scale, hidden[2]]).astype(int)]
     return Candidates(kji=kji, response=response.astype(np.float32),
                       diameter_mm=(2 * np.sqrt(3) * sigmas).astype(np.float32))
+
+
+def _scale_response(filled: np.ndarray, mask: np.ndarray, sigma: float, min_response: float):
+    """One scale's normalised dark-blob LoG response and its own local maxima inside ``mask``."""
+    response = (sigma * sigma) * ndimage.gaussian_laplace(filled, sigma)
+    at = np.argwhere((response == ndimage.maximum_filter(response, size=3)) & mask & (response > min_response))
+    return response, at
 
 
 def _hidden_maxima(kji, single_kji, single_response, single_scale, limit):

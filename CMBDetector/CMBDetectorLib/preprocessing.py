@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from . import morphology
 from .errors import CMBDetectorError
 from .geometry import Geometry, to_sitk
 from .progress import FractionCallback
@@ -117,13 +118,13 @@ def brain_mask(image: np.ndarray, spacing: float = WORK_SPACING_MM, opening_mm: 
     if not foreground.any():
         raise CMBDetectorError("No tissue found in the volume: is it empty or all background?")
     r = max(1, int(round(opening_mm / spacing)))
-    opened = ndimage.binary_opening(foreground, _ball(r))
+    opened = morphology.opening(foreground, r)
     labels, n = ndimage.label(opened if opened.any() else foreground)
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
     brain = labels == (1 + int(np.argmax(sizes)))
-    brain = ndimage.binary_closing(brain, _ball(r), iterations=1)
+    brain = morphology.closing(brain, r)
     brain = _fill_holes_by_slice(ndimage.binary_fill_holes(brain))
-    return ndimage.binary_erosion(brain, _ball(max(1, int(round(1.5 / spacing)))))
+    return morphology.erode(brain, max(1, int(round(1.5 / spacing))))
 
 
 def normalise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -173,12 +174,6 @@ def crop_to(image: np.ndarray, mask: np.ndarray, geometry: Geometry, margin: int
 def _fill_holes_by_slice(mask: np.ndarray) -> np.ndarray:
     """2D hole filling on axial slices (closes ventricles open to the volume's edge)."""
     return np.stack([ndimage.binary_fill_holes(s) for s in mask])
-
-
-def _ball(radius: int) -> np.ndarray:
-    r = np.arange(-radius, radius + 1)
-    z, y, x = np.meshgrid(r, r, r, indexing="ij")
-    return x * x + y * y + z * z <= radius * radius
 
 
 def _otsu(values: np.ndarray, bins: int = 256) -> float:

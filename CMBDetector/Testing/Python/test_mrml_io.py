@@ -245,6 +245,20 @@ def test_a_volume_loaded_from_a_file_in_slicer_gets_its_sidecars(scene, tmp_path
     assert acquisition_info.read(volume) == Acquisition(3.0, 10.0)
 
 
+def test_a_batch_reads_inherited_metadata(tmp_path):
+    """The headless batch's scans get the inherited field strength and echo time."""
+    from CMBDetectorMRML import scans
+
+    root = tmp_path / "study"
+    image = root / "sub-01" / "anat" / "sub-01_part-mag_T2starw.nii.gz"
+    image.parent.mkdir(parents=True)
+    sitk.WriteImage(sitk.Image(8, 8, 4, sitk.sitkFloat32), str(image))
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "study", "BIDSVersion": "1.9.0"}))
+    (root / "T2starw.json").write_text(json.dumps({"MagneticFieldStrength": 7, "EchoTime": 0.01}))
+    (scan,), _ = scans.find_scans(root)
+    assert scans.acquisition(scan, None) == Acquisition(7.0, 10.0)
+
+
 class DicomDatabase:
     """What the module reads of Slicer's ``slicer.dicomDatabase`` (ctkDICOMDatabase): the file
     of an instance UID and a tag's value in a file (the application is not available here)."""

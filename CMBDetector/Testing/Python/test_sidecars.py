@@ -74,19 +74,3 @@ def test_bids_inheritance_deeper_files_win_key_by_key(tmp_path):
     assert read_sidecar(phase) == Acquisition(3.0, 50.0)
     write(root / "part-mag_T2starw.json", "{broken")  # an unreadable one is skipped, the others still count
     assert read_sidecar(image) == Acquisition(3.0, 30.0)
-
-
-def test_a_batch_reads_inherited_metadata(tmp_path):
-    """The headless batch's scans get the inherited field strength and echo time."""
-    import SimpleITK as sitk
-
-    from CMBDetectorMRML import scans
-
-    root = tmp_path / "study"
-    image = root / "sub-01" / "anat" / "sub-01_part-mag_T2starw.nii.gz"
-    image.parent.mkdir(parents=True)
-    sitk.WriteImage(sitk.Image(8, 8, 4, sitk.sitkFloat32), str(image))
-    write(root / "dataset_description.json", {"Name": "study", "BIDSVersion": "1.9.0"})
-    write(root / "T2starw.json", {"MagneticFieldStrength": 7, "EchoTime": 0.01})
-    (scan,), _ = scans.find_scans(root)
-    assert scans.acquisition(scan, None) == Acquisition(7.0, 10.0)

@@ -203,3 +203,17 @@ def test_training_examples_label_matches_and_mine_hard_negatives():
     assert np.array_equal(ortho.cubes, plain.cubes)  # the views change the crops, not the CNN cubes
     # positives, the negative, then two more jittered centres: a box on each but the negative
     assert [len(b) for b in ortho.boxes] == [1] * positives + [0, 1, 1]
+
+
+def test_candidate_scales_screened_in_parallel_give_the_serial_result(monkeypatch):
+    import CMBDetectorLib.candidates as candidates
+
+    image, _ = head_phantom(blobs=[(20, 30, 30, 1.5), (26, 40, 24, 2.5), (30, 22, 36, 1.0)])
+    mask = phantom_brain()
+    runs = []
+    for cores in (1, 5):
+        monkeypatch.setattr(candidates.os, "cpu_count", lambda: cores)
+        runs.append(find_candidates(image / np.median(image[mask]), mask))
+    assert len(runs[0]) >= 3
+    for field in ("kji", "response", "diameter_mm"):
+        np.testing.assert_array_equal(getattr(runs[0], field), getattr(runs[1], field))

@@ -225,3 +225,19 @@ def test_train_cnn_widens_a_narrower_starting_checkpoint(tmp_path):
                              capture_output=True, text=True, timeout=120, cwd=MODULE_DIR)
         assert run.returncode == 2 and f"not width {bad}" in run.stderr and "Traceback" not in run.stderr
         assert not (tmp_path / "bad.pt").exists()
+
+
+def test_profile_prints_one_line_per_run_in_one_process(tmp_path, fake_detect, capsys):
+    """``evaluation.profile --repeat 3``: the first run cold, the others reusing the process."""
+    import json
+
+    from CMBDetectorLib.evaluation import profile
+    from CMBDetectorLib.geometry import Geometry, write_image
+
+    image = tmp_path / "scan.nii.gz"
+    write_image(image, np.ones((6, 8, 8), np.float32), Geometry.from_parts((1.0, 1.0, 2.0)))
+    calls = fake_detect([[2, 3, 1], [5, 5, 4]])
+    profile.main([str(image), "--repeat", "3"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["run"] for r in rows] == [1, 2, 3] and len(calls) == 3
+    assert all(r["detections"] == 2 and r["shape_ijk"] == [8, 8, 6] and r["total_s"] >= 0 for r in rows)
