@@ -82,6 +82,8 @@ class YoloRescorer:
               batch_size: int = 96, progress: FractionCallback | None = None) -> np.ndarray:
         """Best on-centre box confidence over the crops through each candidate;
         ``progress(fraction done)`` is called before each batch."""
+        import torch
+
         if len(kji) == 0:
             return np.zeros(0, dtype=np.float32)
         crops = rescoring_crops(image, kji, self.views)
@@ -89,13 +91,17 @@ class YoloRescorer:
         flat = crops.reshape(n * m, IMAGE_SIZE, IMAGE_SIZE, 3)
         tolerance = UPSCALE * np.maximum(CENTRE_TOLERANCE_VOXELS, np.repeat(diameters_mm, m) / (2 * spacing))
         best = np.zeros(n * m, dtype=np.float32)
-        for start in range(0, len(flat), batch_size):
-            if progress is not None:
-                progress(start / len(flat))
-            results = self.model.predict(list(flat[start:start + batch_size]), imgsz=IMAGE_SIZE, conf=0.01,
-                                         device=self.device, verbose=False)
-            for offset, result in enumerate(results):
-                best[start + offset] = _centre_confidence(result, tolerance[start + offset])
+        threads = torch.get_num_threads()
+        try:
+            for start in range(0, len(flat), batch_size):
+                if progress is not None:
+                    progress(start / len(flat))
+                results = self.model.predict(list(flat[start:start + batch_size]), imgsz=IMAGE_SIZE, conf=0.01,
+                                             device=self.device, verbose=False)
+                for offset, result in enumerate(results):
+                    best[start + offset] = _centre_confidence(result, tolerance[start + offset])
+        finally:  # ultralytics sets torch's CPU threads to (cores - 1, at most 8) for the whole process:
+            torch.set_num_threads(threads)  # on 2 cores the next scan's CNN would run on one thread
         return best.reshape(n, m).max(axis=1)
 
 

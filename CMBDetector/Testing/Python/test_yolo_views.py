@@ -99,3 +99,20 @@ def test_train_yolo_refuses_mixed_views(tmp_path):
     assert dataset_views([tmp_path / "ortho.npz"]) == ORTHOGONAL
     with pytest.raises(CMBDetectorError, match="old.npz: axial, ortho.npz: orthogonal"):
         dataset_views([tmp_path / "old.npz", tmp_path / "ortho.npz"])
+
+
+def test_rescoring_leaves_torch_cpu_threads_as_they_were():
+    """ultralytics sets torch's CPU threads for the whole process when it predicts; the warm
+    worker's next scan would run its CNN on those (one thread on 2 cores)."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(NUM_THREADS + 1)  # anything but what ultralytics would set
+    try:
+        image = np.ones((40, 64, 64), np.float32)
+        image[18:23, 30:35, 30:35] = 0.1
+        YoloRescorer(MODELS_DIR).score(image, np.array([[20, 32, 32]]), np.array([3.0]))
+        assert torch.get_num_threads() == NUM_THREADS + 1
+    finally:
+        torch.set_num_threads(before)
