@@ -1,4 +1,4 @@
-"""Time and peak memory of one ``detect`` call on an image file, in a fresh process.
+"""Time and peak memory of ``detect`` on an image file, in a fresh process (once, or ``--repeat`` times in it).
 
 ``python -m CMBDetectorLib.evaluation.profile SCAN.nii.gz [--phase PHASE.nii.gz] [--device cpu|cuda] [--threads N]
 [--repeat N]`` prints one JSON line per run: stage seconds, total seconds, peak resident memory (MB),
