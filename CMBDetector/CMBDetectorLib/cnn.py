@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .patches import extract_patches
+from .patches import PatchSource
 from .progress import FractionCallback
 
 PATCH_SIZE = 24
@@ -23,6 +23,11 @@ TTA_GATE = 0.02
 TTA_MAX = 64
 # Share of the stage's progress given to the plain pass (the rescoring pass does most of the work).
 PLAIN_PASS_SHARE = 0.25
+# Cubes per batch. On the CPU the networks run in the channels-last layout, where oneDNN's 3D
+# convolutions on batches of 32 ran 2.5-3x faster than batches of 128 in the default layout (2
+# cores; the logits agree to 1e-5); the GPU keeps its larger batches in the default layout.
+CPU_BATCH = 32
+GPU_BATCH = 128
 
 
 def build_model(width: int = 8):
@@ -39,6 +44,14 @@ def build_model(width: int = 8):
         block(1, width), block(width, 2 * width), block(2 * width, 4 * width),
         nn.AdaptiveAvgPool3d(1), nn.Flatten(),
         nn.Linear(4 * width, 32), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(32, 1))
+
+
+def memory_layout(device):
+    """Channels-last on the CPU, where oneDNN's 3D convolutions run faster in it (about 2.5x for
+    inference, 1.5x for training on 2 cores), the default layout elsewhere."""
+    import torch
+
+    return torch.channels_last_3d if torch.device(device).type == "cpu" else torch.contiguous_format
 
 
 def standardise(patches: np.ndarray) -> np.ndarray:
@@ -71,18 +84,22 @@ class CandidateClassifier:
         import torch
 
         self.device = torch.device(device)
-        self.model = _load(Path(models_dir) / CNN_WEIGHTS, self.device)
+        self.layout = memory_layout(self.device)
+        self.model = _load(Path(models_dir) / CNN_WEIGHTS, self.device, self.layout)
         rescore = Path(models_dir) / RESCORE_WEIGHTS
-        self.rescorer = _load(rescore, self.device) if rescore.is_file() else None
+        self.rescorer = _load(rescore, self.device, self.layout) if rescore.is_file() else None
 
-    def score(self, image: np.ndarray, kji: np.ndarray, batch_size: int = 128,
+    def score(self, image: np.ndarray, kji: np.ndarray, batch_size: int | None = None,
               tta_gate: float | None = TTA_GATE, tta_max: int = TTA_MAX,
               progress: FractionCallback | None = None) -> np.ndarray:
         """Microbleed probability for each candidate ``kji``. Candidates the plain pass scores at
         least ``tta_gate`` (the ``tta_max`` best of them) are rescored with the logit averaged
         over the 16 :func:`views` (test-time augmentation; None turns it off), or with the
-        rescoring CNN's logit averaged over :data:`FOUR_VIEWS` when there is one.
-        ``progress(fraction done)`` is called before each batch."""
+        rescoring CNN's logit averaged over :data:`FOUR_VIEWS` when there is one. ``batch_size``
+        defaults to :data:`CPU_BATCH` or :data:`GPU_BATCH`; ``progress(fraction done)`` is called
+        before each batch."""
+        if batch_size is None:
+            batch_size = CPU_BATCH if self.device.type == "cpu" else GPU_BATCH
         share = 1.0 if tta_gate is None else PLAIN_PASS_SHARE
         logits = self._logits(image, kji, batch_size, augment=False, progress=_part(progress, 0.0, share))
         if tta_gate is not None:
@@ -100,25 +117,32 @@ class CandidateClassifier:
         model = self.model if model is None else model
 
         out = np.zeros(len(kji), dtype=np.float32)
+        patches = PatchSource(image, PATCH_SIZE)
         with torch.inference_mode():
             for start in range(0, len(kji), batch_size):
                 if progress is not None:
                     progress(start / len(kji))
-                cubes = standardise(extract_patches(image, kji[start:start + batch_size], PATCH_SIZE))
+                cubes = standardise(patches(kji[start:start + batch_size]))
                 batch = views(cubes, which) if augment else [cubes]
-                out[start:start + len(cubes)] = np.mean(
-                    [model(torch.from_numpy(v[:, None]).to(self.device))[:, 0].cpu().numpy() for v in batch], axis=0)
+                out[start:start + len(cubes)] = np.mean([model(self._tensor(v))[:, 0].cpu().numpy() for v in batch],
+                                                        axis=0)
         return out
 
+    def _tensor(self, cubes: np.ndarray):
+        """``(N, k, j, i)`` cubes as the network's ``(N, 1, k, j, i)`` input on its device, in its layout."""
+        import torch
 
-def _load(path: Path, device):
-    """A CNN from its checkpoint, in evaluation mode on ``device``."""
+        return torch.from_numpy(cubes[:, None]).to(self.device).contiguous(memory_format=self.layout)
+
+
+def _load(path: Path, device, layout):
+    """A CNN from its checkpoint, in evaluation mode on ``device``, its weights in ``layout``."""
     from .validation import load_checkpoint
 
     checkpoint = load_checkpoint(path, required_keys=("state_dict", "width"))
     model = build_model(int(checkpoint["width"]))
     model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval()
+    return model.to(device).to(memory_format=layout).eval()
 
 
 def _part(progress: FractionCallback | None, start: float, end: float) -> FractionCallback | None:

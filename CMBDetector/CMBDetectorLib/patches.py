@@ -8,14 +8,25 @@ from scipy import ndimage
 PAD_VALUE = 1.0  # median brain intensity after normalisation
 
 
+class PatchSource:
+    """Cubes of one image, padded once for many calls (a scan's candidates come in batches)."""
+
+    def __init__(self, image: np.ndarray, size: int):
+        self.size = size
+        self.padded = np.pad(image, size // 2, mode="constant", constant_values=PAD_VALUE)
+
+    def __call__(self, kji: np.ndarray) -> np.ndarray:
+        """(N, size, size, size) float32 cubes centred on integer ``kji`` points, padded at the edges."""
+        size = self.size
+        out = np.empty((len(kji), size, size, size), dtype=np.float32)
+        for n, (k, j, i) in enumerate(np.asarray(kji, dtype=int)):
+            out[n] = self.padded[k:k + size, j:j + size, i:i + size]
+        return out
+
+
 def extract_patches(image: np.ndarray, kji: np.ndarray, size: int) -> np.ndarray:
     """(N, size, size, size) float32 cubes centred on integer ``kji`` points, padded at the edges."""
-    half = size // 2
-    padded = np.pad(image, half, mode="constant", constant_values=PAD_VALUE)
-    out = np.empty((len(kji), size, size, size), dtype=np.float32)
-    for n, (k, j, i) in enumerate(np.asarray(kji, dtype=int)):
-        out[n] = padded[k:k + size, j:j + size, i:i + size]
-    return out
+    return PatchSource(image, size)(kji)
 
 
 def extract_axial_crops(image: np.ndarray, kji: np.ndarray, size: int, offsets=(-1, 0, 1),

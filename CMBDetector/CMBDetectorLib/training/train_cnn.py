@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, standardise
+from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, memory_layout, standardise
 from ..config import MODELS_DIR
 from ..errors import CMBDetectorError
 from ..evaluation.metrics import roc_auc
@@ -142,7 +142,8 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
             except ValueError as error:
                 raise CMBDetectorError(f"--init '{init}' has width {init_width}: it can start a CNN of the same "
                                        f"width or of a multiple of it, not width {width}") from error
-    model.to(device)
+    layout = memory_layout(device)
+    model.to(device).to(memory_format=layout)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = -(-len(epoch_indices(labels, tr, np.random.default_rng(seed))) // batch_size)
@@ -156,6 +157,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         for start in range(0, len(sample), batch_size):
             idx = sample[start:start + batch_size]
             x = torch.from_numpy(augment(cubes[idx], rng, acquisition, motion, echo)[:, None]).to(device)
+            x = x.contiguous(memory_format=layout)
             y = torch.from_numpy(labels[idx]).to(device)
             opt.zero_grad()
             loss = loss_fn(model(x)[:, 0], y)
@@ -167,7 +169,8 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         print(f"[cnn] epoch {epoch}/{epochs} loss {total / len(sample):.4f} val AUC {auc:.4f} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
         if auc >= best["val_auc"]:
-            best = {"val_auc": auc, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+            weights = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}  # default layout on disk
+            best = {"val_auc": auc, "epoch": epoch, "state_dict": weights}
     checkpoint = {"state_dict": best["state_dict"], "width": width, "patch_size": PATCH_SIZE,
                   "val_auc": best["val_auc"], "epoch": best["epoch"], "n_train": len(tr), "seed": seed,
                   "init": str(init) if init else "", "lr": lr, "acquisition_augment": acquisition,
@@ -186,6 +189,7 @@ def predict(model, cubes: np.ndarray, device: str, batch_size: int = 256) -> np.
     with torch.inference_mode():
         for start in range(0, len(cubes), batch_size):
             x = torch.from_numpy(cubes[start:start + batch_size][:, None]).to(device)
+            x = x.contiguous(memory_format=memory_layout(device))
             out.append(torch.sigmoid(model(x)[:, 0]).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 

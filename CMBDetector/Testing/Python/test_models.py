@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from CMBDetectorLib.cnn import (CNN_WEIGHTS, FOUR_VIEWS, PATCH_SIZE, PLAIN_PASS_SHARE, RESCORE_WEIGHTS, CandidateClassifier,
-                                build_model, standardise, views)
+from CMBDetectorLib.cnn import (CNN_WEIGHTS, CPU_BATCH, FOUR_VIEWS, PATCH_SIZE, PLAIN_PASS_SHARE, RESCORE_WEIGHTS,
+                                CandidateClassifier, build_model, standardise, views)
 from CMBDetectorLib.config import MODELS_DIR
 from CMBDetectorLib.errors import CMBDetectorError
 from CMBDetectorLib.patches import extract_patches
@@ -95,6 +95,29 @@ def test_augmentation_refines_only_the_best_candidates_above_the_gate():
     others = [n for n in range(3) if n != top]
     np.testing.assert_allclose(best[others], plain[others], atol=1e-6)
     assert not np.allclose(every[others], plain[others], atol=1e-4)
+
+
+def test_cpu_layout_and_batches_give_the_default_layouts_scores():
+    # On the CPU both CNNs run channels-last in batches of CPU_BATCH; the scores must be those of
+    # the default layout in one batch, the plain pass and the rescoring cascade alike, and a
+    # candidate at the volume's edge must get the same padded cube in any batch.
+    import torch
+
+    clf = CandidateClassifier(MODELS_DIR, "cpu")
+    assert clf.model[0][0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert clf.rescorer[0][0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    rng = np.random.default_rng(3)
+    image = (1.0 + rng.normal(0, 0.05, (40, 48, 44))).astype(np.float32)
+    k, j, i = np.indices(image.shape)
+    kji = np.concatenate([rng.integers(0, image.shape, size=(CPU_BATCH + 7, 3)), [[0, 0, 0], [39, 47, 43]]])
+    for kc, jc, ic in kji[:12]:
+        image *= 1 - 0.7 * np.exp(-(((k - kc) / 1.3) ** 2 + (j - jc) ** 2 + (i - ic) ** 2) / 5)
+    fast = clf.score(image, kji, tta_gate=1e-3)
+    clf.layout = torch.contiguous_format
+    clf.model, clf.rescorer = (m.to(memory_format=torch.contiguous_format) for m in (clf.model, clf.rescorer))
+    default = clf.score(image, kji, batch_size=len(kji), tta_gate=1e-3)
+    np.testing.assert_allclose(fast, default, atol=1e-5)
+    assert len(np.unique(np.round(fast, 3))) > 10  # distinct scores, not a constant output
 
 
 def test_model_parameter_budget():

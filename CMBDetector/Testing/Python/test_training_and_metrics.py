@@ -34,6 +34,7 @@ def test_train_cnn_writes_loadable_checkpoint_and_fine_tunes(tmp_path):
     for name, weights in first["state_dict"].items():  # a vanishing rate leaves the starting weights
         if weights.is_floating_point() and "running" not in name:
             assert torch.allclose(weights, second["state_dict"][name], atol=1e-6), name
+    assert all(w.is_contiguous() for w in second["state_dict"].values())  # trained channels-last, saved in the default layout
     scores = CandidateClassifier(tmp_path / "b", "cpu").score(np.ones((30, 30, 30), np.float32), np.array([[15, 15, 15]]))
     assert scores.shape == (1,)
 
