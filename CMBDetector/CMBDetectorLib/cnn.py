@@ -101,23 +101,23 @@ class CandidateClassifier:
         if batch_size is None:
             batch_size = CPU_BATCH if self.device.type == "cpu" else GPU_BATCH
         share = 1.0 if tta_gate is None else PLAIN_PASS_SHARE
-        logits = self._logits(image, kji, batch_size, augment=False, progress=_part(progress, 0.0, share))
+        patches = PatchSource(image, PATCH_SIZE)  # padded once for both passes
+        logits = self._logits(patches, kji, batch_size, augment=False, progress=_part(progress, 0.0, share))
         if tta_gate is not None:
             refine = np.flatnonzero(logits >= np.log(tta_gate / (1 - tta_gate)))
             refine = refine[np.argsort(-logits[refine], kind="stable")[:tta_max]]
             model, which = (self.model, ALL_VIEWS) if self.rescorer is None else (self.rescorer, FOUR_VIEWS)
-            logits[refine] = self._logits(image, kji[refine], batch_size, augment=True, model=model, which=which,
+            logits[refine] = self._logits(patches, kji[refine], batch_size, augment=True, model=model, which=which,
                                           progress=_part(progress, share, 1.0))
         return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
-    def _logits(self, image: np.ndarray, kji: np.ndarray, batch_size: int, augment: bool, model=None,
+    def _logits(self, patches: PatchSource, kji: np.ndarray, batch_size: int, augment: bool, model=None,
                 which=ALL_VIEWS, progress: FractionCallback | None = None) -> np.ndarray:
         import torch
 
         model = self.model if model is None else model
 
         out = np.zeros(len(kji), dtype=np.float32)
-        patches = PatchSource(image, PATCH_SIZE)
         with torch.inference_mode():
             for start in range(0, len(kji), batch_size):
                 if progress is not None:

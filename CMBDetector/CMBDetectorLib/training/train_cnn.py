@@ -185,11 +185,11 @@ def predict(model, cubes: np.ndarray, device: str, batch_size: int = 256) -> np.
     import torch
 
     model.eval()
+    layout = memory_layout(device)
     out = []
     with torch.inference_mode():
         for start in range(0, len(cubes), batch_size):
-            x = torch.from_numpy(cubes[start:start + batch_size][:, None]).to(device)
-            x = x.contiguous(memory_format=memory_layout(device))
+            x = torch.from_numpy(cubes[start:start + batch_size][:, None]).to(device).contiguous(memory_format=layout)
             out.append(torch.sigmoid(model(x)[:, 0]).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
