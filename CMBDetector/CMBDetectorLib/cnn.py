@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .adaptation import MIN_CUBES, REFERENCE_FILE, FeatureReference, adapted, sample_indices
 from .patches import PatchSource
 from .progress import FractionCallback
 
@@ -89,46 +88,28 @@ class CandidateClassifier:
         self.model = _load(Path(models_dir) / CNN_WEIGHTS, self.device, self.layout)
         rescore = Path(models_dir) / RESCORE_WEIGHTS
         self.rescorer = _load(rescore, self.device, self.layout) if rescore.is_file() else None
-        reference = Path(models_dir) / REFERENCE_FILE
-        self.reference = FeatureReference.load(reference) if reference.is_file() else None
 
     def score(self, image: np.ndarray, kji: np.ndarray, batch_size: int | None = None,
               tta_gate: float | None = TTA_GATE, tta_max: int = TTA_MAX,
-              progress: FractionCallback | None = None, modality: str | None = None) -> np.ndarray:
+              progress: FractionCallback | None = None) -> np.ndarray:
         """Microbleed probability for each candidate ``kji``. Candidates the plain pass scores at
         least ``tta_gate`` (the ``tta_max`` best of them) are rescored with the logit averaged
         over the 16 :func:`views` (test-time augmentation; None turns it off), or with the
         rescoring CNN's logit averaged over :data:`FOUR_VIEWS` when there is one. ``batch_size``
         defaults to :data:`CPU_BATCH` or :data:`GPU_BATCH`; ``progress(fraction done)`` is called
-        before each batch. With a feature reference in the models folder for ``modality`` ("swi",
-        "gre"), both CNNs are first aligned to it on this scan's candidates (:mod:`.adaptation`)."""
+        before each batch."""
         if batch_size is None:
             batch_size = CPU_BATCH if self.device.type == "cpu" else GPU_BATCH
         share = 1.0 if tta_gate is None else PLAIN_PASS_SHARE
         patches = PatchSource(image, PATCH_SIZE)  # padded once for both passes
-        screen, rescorer = self._adapted(patches, kji, modality)
-        logits = self._logits(patches, kji, batch_size, augment=False, model=screen,
-                              progress=_part(progress, 0.0, share))
+        logits = self._logits(patches, kji, batch_size, augment=False, progress=_part(progress, 0.0, share))
         if tta_gate is not None:
             refine = np.flatnonzero(logits >= np.log(tta_gate / (1 - tta_gate)))
             refine = refine[np.argsort(-logits[refine], kind="stable")[:tta_max]]
-            model, which = (screen, ALL_VIEWS) if rescorer is None else (rescorer, FOUR_VIEWS)
+            model, which = (self.model, ALL_VIEWS) if self.rescorer is None else (self.rescorer, FOUR_VIEWS)
             logits[refine] = self._logits(patches, kji[refine], batch_size, augment=True, model=model, which=which,
                                           progress=_part(progress, share, 1.0))
         return (1 / (1 + np.exp(-logits))).astype(np.float32)
-
-    def _adapted(self, patches: PatchSource, kji: np.ndarray, modality: str | None):
-        """The screening CNN and the rescorer, aligned to the reference on this scan's candidates
-        when the folder has a reference for ``modality`` (else as loaded)."""
-        networks = (("screen", self.model), ("rescore", self.rescorer))
-        if self.reference is None or len(kji) < MIN_CUBES:
-            return self.model, self.rescorer
-        x = self._tensor(standardise(patches(kji[sample_indices(len(kji))])))
-        out = []
-        for name, model in networks:
-            stats = None if model is None else self.reference.get(name, modality)
-            out.append(model if stats is None else adapted(model, x, stats))
-        return tuple(out)
 
     def _logits(self, patches: PatchSource, kji: np.ndarray, batch_size: int, augment: bool, model=None,
                 which=ALL_VIEWS, progress: FractionCallback | None = None) -> np.ndarray:

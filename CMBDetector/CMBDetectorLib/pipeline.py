@@ -76,8 +76,7 @@ def score_candidates(array: np.ndarray, geometry: Geometry, config: DetectorConf
     t = time.perf_counter()
     cnn = run_with_gpu_fallback(
         lambda dev: CandidateClassifier(config.models_dir, dev).score(
-            pre.image, cands.kji, progress=report.within("3D CNN", 0.55, 0.75), modality=pre.modality),
-        device, warnings)
+            pre.image, cands.kji, progress=report.within("3D CNN", 0.55, 0.75)), device, warnings)
     timings["cnn"] = time.perf_counter() - t
 
     yolo = None
