@@ -54,6 +54,13 @@ def memory_layout(device):
     return torch.channels_last_3d if torch.device(device).type == "cpu" else torch.contiguous_format
 
 
+def network_input(cubes: np.ndarray, device, layout):
+    """``(N, k, j, i)`` cubes as a network's ``(N, 1, k, j, i)`` input on ``device``, in ``layout``."""
+    import torch
+
+    return torch.from_numpy(cubes[:, None]).to(device).contiguous(memory_format=layout)
+
+
 def standardise(patches: np.ndarray) -> np.ndarray:
     """Centre patches on the brain median (1.0) so the network sees contrast, not offset."""
     return patches - 1.0
@@ -124,15 +131,9 @@ class CandidateClassifier:
                     progress(start / len(kji))
                 cubes = standardise(patches(kji[start:start + batch_size]))
                 batch = views(cubes, which) if augment else [cubes]
-                out[start:start + len(cubes)] = np.mean([model(self._tensor(v))[:, 0].cpu().numpy() for v in batch],
-                                                        axis=0)
+                out[start:start + len(cubes)] = np.mean(
+                    [model(network_input(v, self.device, self.layout))[:, 0].cpu().numpy() for v in batch], axis=0)
         return out
-
-    def _tensor(self, cubes: np.ndarray):
-        """``(N, k, j, i)`` cubes as the network's ``(N, 1, k, j, i)`` input on its device, in its layout."""
-        import torch
-
-        return torch.from_numpy(cubes[:, None]).to(self.device).contiguous(memory_format=self.layout)
 
 
 def _load(path: Path, device, layout):

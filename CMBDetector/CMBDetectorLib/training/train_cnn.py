@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, memory_layout, standardise
+from ..cnn import CNN_WEIGHTS, PATCH_SIZE, build_model, memory_layout, network_input, standardise
 from ..config import MODELS_DIR
 from ..errors import CMBDetectorError
 from ..evaluation.metrics import roc_auc
@@ -156,8 +156,7 @@ def train(data: list[Path], out: Path, epochs: int = 12, batch_size: int = 64, w
         sample = epoch_indices(labels, tr, rng)
         for start in range(0, len(sample), batch_size):
             idx = sample[start:start + batch_size]
-            x = torch.from_numpy(augment(cubes[idx], rng, acquisition, motion, echo)[:, None]).to(device)
-            x = x.contiguous(memory_format=layout)
+            x = network_input(augment(cubes[idx], rng, acquisition, motion, echo), device, layout)
             y = torch.from_numpy(labels[idx]).to(device)
             opt.zero_grad()
             loss = loss_fn(model(x)[:, 0], y)
@@ -189,7 +188,7 @@ def predict(model, cubes: np.ndarray, device: str, batch_size: int = 256) -> np.
     out = []
     with torch.inference_mode():
         for start in range(0, len(cubes), batch_size):
-            x = torch.from_numpy(cubes[start:start + batch_size][:, None]).to(device).contiguous(memory_format=layout)
+            x = network_input(cubes[start:start + batch_size], device, layout)
             out.append(torch.sigmoid(model(x)[:, 0]).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
