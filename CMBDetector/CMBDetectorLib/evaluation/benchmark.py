@@ -82,11 +82,12 @@ VALIDATION_DRAWS = {"mid-slices": sample_mid_slice_protocol,  # protocol draws f
                     "shifted": sample_shifted_protocol}  # (validation seeds only)
 
 
-def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, draw: str | None = None):
+def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, draw: str | None = None, **render):
     """The n-th held-out synthetic scan (``seed0`` = VALIDATION_SEED0 for threshold tuning);
     ``randomisation`` (default: the engine's OFF) widens the engine (:mod:`..synth.randomisation`);
     ``draw`` "mid-slices" makes every scan a 3D SWI with slices between the trained regimes,
-    "shifted" one of the shifted validation family (outside the training and stress ranges)."""
+    "shifted" one of the shifted validation family (outside the training and stress ranges);
+    ``render`` goes to ``generate_scan`` (its analysis renders)."""
     from ..synth import generate_scan, sample_protocol
     from ..synth.randomisation import OFF
 
@@ -98,7 +99,8 @@ def test_scan(n: int, seed0: int = TEST_SEED0, randomisation=None, draw: str | N
         protocol = VALIDATION_DRAWS[draw](rng)
     else:
         protocol = sample_protocol(rng, kind="gre2d", field_strength_t=1.5) if n % 4 == 3 else None
-    return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF)
+    return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=randomisation or OFF,
+                         **render)
 
 
 def protocol_family(protocol, families=STRESS_FAMILY) -> str:
@@ -110,15 +112,15 @@ def protocol_family(protocol, families=STRESS_FAMILY) -> str:
     raise ValueError(f"{protocol} is not a protocol of these families")
 
 
-def stress_scan(n: int, seed0: int = STRESS_SEED0):
+def stress_scan(n: int, seed0: int = STRESS_SEED0, **render):
     """The n-th scan of the stress set: a stress-family protocol and the STRESS randomisation
-    (every sixth scan without microbleeds)."""
+    (every sixth scan without microbleeds); ``render`` goes to ``generate_scan``."""
     from ..synth import generate_scan
     from ..synth.randomisation import STRESS
 
     seed = seed0 + n
     protocol = sample_stress_protocol(np.random.default_rng(seed))
-    return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=STRESS)
+    return generate_scan(seed, protocol=protocol, n_cmb=0 if n % 6 == 5 else None, randomisation=STRESS, **render)
 
 
 def evaluate_scan(scan, config: DetectorConfig) -> ScanOutcome:

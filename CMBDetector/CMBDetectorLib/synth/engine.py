@@ -38,6 +38,8 @@ class SyntheticScan:
     skull_stripped: bool = False
     seed: int = 0
     vessels: list[Vessel] = field(default_factory=list)  # the veins' centre lines in RAS mm (evaluation)
+    noise_sigma: float = 0.0  # the complex noise's standard deviation per component (image units)
+    complex_image: np.ndarray | None = None  # the final complex image (``keep_complex``)
 
     @property
     def cmbs(self) -> list[SyntheticObject]:
@@ -81,13 +83,17 @@ class Revisit:
 
 def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb: int | None = None,
                   skull_stripped: bool | None = None, shape=None,
-                  randomisation: Randomisation = OFF, revisit: Revisit | None = None) -> SyntheticScan:
+                  randomisation: Randomisation = OFF, revisit: Revisit | None = None, noise: bool = True,
+                  microbleed_signal: bool = True, keep_complex: bool = False) -> SyntheticScan:
     """Generate one reproducible synthetic scan (same seed -> identical arrays).
 
     ``protocol`` None draws one; ``n_cmb`` None draws a skewed count (0-30); ``skull_stripped``
     None picks at random; ``shape`` (i, j, k) overrides the protocol's matrix;
     ``randomisation`` sets the domain-randomisation knobs (:mod:`.randomisation`; OFF: none);
-    ``revisit`` scans the same head again at a later visit (see :class:`Revisit`).
+    ``revisit`` scans the same head again at a later visit (see :class:`Revisit`). For analysis
+    (:mod:`..evaluation.detectability`): ``noise`` False leaves the acquisition noise out,
+    ``microbleed_signal`` False leaves the microbleeds' signal out (their truth and every other
+    draw stay), ``keep_complex`` keeps the final complex image before the SWI mask.
     """
     streams = np.random.default_rng(seed).spawn(7)  # independent streams: anatomy does not depend on the grid
     r_case, r_pose, r_anatomy, r_veins, r_objects, r_acquisition, r_knobs = streams
@@ -149,13 +155,14 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
     if revisit is not None and revisit.n_new_cmb:
         spheres += sample_cmbs(r_new, atlas, revisit.n_new_cmb, avoid=tuple(spheres))
     labels = np.zeros(cplx.shape, np.uint16)
-    objects = _add_spheres(cplx, labels, spheres, atlas, place, geometry, b0, te)
+    objects = _add_spheres(cplx, labels, spheres, atlas, place, geometry, b0, te, microbleed_signal)
     objects += _mimic_objects(atlas, place, geometry, cplx.shape, vessels, cavities, b0, te, dchi_vein)
 
     gain = r_acquisition.uniform(600, 1000) / TISSUES["csf"].signal(contrast)
     cplx *= bias_field(r_acquisition, cplx.shape, b0, knobs.bias_scale) * np.float32(gain)
     sigma = gain * TISSUES["wm"].signal(contrast) / (protocol.snr * knobs.snr_scale)
-    cplx = add_rician_noise(r_acquisition, cplx, sigma)
+    if noise:
+        cplx = add_rician_noise(r_acquisition, cplx, sigma)
     cplx = motion_ghosts(knobs.rng, gibbs_ringing(cplx, knobs.kspace_kept), knobs.motion_rad)
     cplx *= np.exp(np.complex64(-1j * phase_per_ppm(b0, te)) * low)
     magnitude = np.abs(cplx)
@@ -166,7 +173,8 @@ def generate_scan(seed: int, protocol: AcquisitionProtocol | None = None, n_cmb:
         magnitude *= brain_mask
         phase *= brain_mask
     return SyntheticScan(magnitude.astype(np.float32), phase, labels, brain_mask, geometry, objects,
-                         protocol, skull_stripped, int(seed), vessels_ras)
+                         protocol, skull_stripped, int(seed), vessels_ras, float(sigma),
+                         cplx if keep_complex else None)
 
 
 def _resample(mapping: GridMapping, maps) -> list[np.ndarray]:
@@ -223,8 +231,10 @@ def _in_fov(geometry: Geometry, shape_kji, center) -> bool:
     return bool(np.all(ijk >= -0.5) and np.all(ijk <= np.asarray(shape_kji)[::-1] - 0.5))
 
 
-def _add_spheres(cplx, labels, spheres: list[Sphere], atlas, place, geometry: Geometry, b0, te):
-    """Multiply CMB / calcification signal into the image, label CMBs, estimate apparent sizes."""
+def _add_spheres(cplx, labels, spheres: list[Sphere], atlas, place, geometry: Geometry, b0, te,
+                 microbleed_signal: bool = True):
+    """Multiply CMB / calcification signal into the image (the CMBs' only when
+    ``microbleed_signal``), label CMBs, estimate apparent sizes."""
     out = []
     for sph in spheres:
         center = place.to_ras(atlas, sph.center_mni)[0]
@@ -235,7 +245,8 @@ def _add_spheres(cplx, labels, spheres: list[Sphere], atlas, place, geometry: Ge
         if res is None:
             continue
         box, block = res
-        cplx[box] *= block
+        if sph.kind != "cmb" or microbleed_signal:
+            cplx[box] *= block
         label = 0
         if sph.kind == "cmb":
             label = len([o for o in out if o.is_cmb]) + 1
