@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from scipy.spatial import cKDTree
 from scipy.stats import norm
 
 LOCATION_MM3 = 27.0  # one independent search location per 3 mm cube of brain (a microbleed's size)
@@ -45,7 +46,7 @@ def microbleed_detectability(make_scan: Callable) -> Detectability:
     signal = np.abs(diff)
     kji = np.argwhere(signal > SIGNAL_FLOOR * max(float(signal.max()), 1e-30))
     ras = with_cmb.geometry.ijk_to_ras_points(kji[:, ::-1].astype(float))
-    owner = np.linalg.norm(ras[:, None, :] - centres[None], axis=2).argmin(axis=1)  # nearest microbleed
+    owner = cKDTree(centres).query(ras)[1]  # each voxel's nearest microbleed
     energy = signal[tuple(kji.T)] ** 2
     magnitude = (np.abs(with_cmb.complex_image) - np.abs(without.complex_image))[tuple(kji.T)] ** 2
     sigma = with_cmb.noise_sigma
