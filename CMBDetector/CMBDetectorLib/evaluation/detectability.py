@@ -42,17 +42,18 @@ def microbleed_detectability(make_scan: Callable) -> Detectability:
     centres, _ = with_cmb.cmb_truth()
     if not len(centres):
         return Detectability(np.zeros(0), np.zeros(0), locations)
-    diff = with_cmb.complex_image - without.complex_image
-    signal = np.abs(diff)
+    signal = np.abs(with_cmb.complex_image - without.complex_image)
     kji = np.argwhere(signal > SIGNAL_FLOOR * max(float(signal.max()), 1e-30))
     ras = with_cmb.geometry.ijk_to_ras_points(kji[:, ::-1].astype(float))
     owner = cKDTree(centres).query(ras)[1]  # each voxel's nearest microbleed
-    energy = signal[tuple(kji.T)] ** 2
-    magnitude = (np.abs(with_cmb.complex_image) - np.abs(without.complex_image))[tuple(kji.T)] ** 2
+    at = tuple(kji.T)
+    magnitude = np.abs(with_cmb.complex_image[at]) - np.abs(without.complex_image[at])
+
+    def dprime(values: np.ndarray) -> np.ndarray:  # each microbleed's signal norm over the noise
+        return np.sqrt(np.bincount(owner, weights=values.astype(float) ** 2, minlength=len(centres)))
+
     sigma = with_cmb.noise_sigma
-    per = [(np.sqrt(energy[owner == i].sum()) / sigma, np.sqrt(magnitude[owner == i].sum()) / sigma)
-           for i in range(len(centres))]
-    return Detectability(np.array([p[0] for p in per]), np.array([p[1] for p in per]), locations)
+    return Detectability(dprime(signal[at]) / sigma, dprime(magnitude) / sigma, locations)
 
 
 def ideal_found(dprime: np.ndarray, fp_per_scan: float, locations: int) -> np.ndarray:
